@@ -1,0 +1,126 @@
+// Package local is the local-disk destination: a rolled file is made final by
+// renaming it, in its own folder, from its in-progress name to its final name.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// Destination finalizes files in the folder tree the rolling.Writer writes
+// in: root/<topic>/<partition>/<name>.
+type Destination struct {
+	root string
+}
+
+// New returns a Destination for the tree below root.
+func New(root string) *Destination { return &Destination{root: root} }
+
+// Publish renames f to its final name. It never replaces an existing final
+// file: if one has the name already, Publish fails and f stays where it is.
+func (d *Destination) Publish(_ context.Context, f rolling.File) error {
+	dir := filepath.Dir(f.Path)
+	final := filepath.Join(dir, f.Name)
+	if err := renameNoReplace(f.Path, final); err != nil {
+		return err
+	}
+	if f.Fsync {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("fsync folder %s after renaming %s: %w", dir, f.Name, err)
+		}
+	}
+	return nil
+}
+
+// Persisted reads the offset range of every final file of a partition from
+// its batch headers.
+func (d *Destination) Persisted(_ context.Context, topic string, partition int32) ([]rolling.Range, error) {
+	return FinalRanges(rolling.PartitionDir(d.root, topic, partition))
+}
+
+// FinalRanges returns the offset range of each final file in dir, read from
+// batch headers only. A missing folder holds nothing.
+func FinalRanges(dir string) ([]rolling.Range, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []rolling.Range
+	for _, e := range entries {
+		if _, ok := rolling.ParseFileName(e.Name()); !ok || !e.Type().IsRegular() {
+			continue
+		}
+		span, err := fileSpan(filepath.Join(dir, e.Name()))
+		if span.Batches == 0 {
+			if err != nil && !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
+				return nil, err
+			}
+			continue
+		}
+		out = append(out, rolling.Range{First: span.FirstOffset, Last: span.LastOffset})
+	}
+	return out, nil
+}
+
+func fileSpan(path string) (segment.Span, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return segment.Span{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return segment.Span{}, err
+	}
+	return segment.ReadSpan(f, st.Size())
+}
+
+// renameNoReplace renames oldpath to newpath unless newpath exists. It links
+// then unlinks, which is atomic against a concurrent creator of newpath, and
+// falls back to a checked rename on file systems without hard links.
+func renameNoReplace(oldpath, newpath string) error {
+	err := os.Link(oldpath, newpath)
+	switch {
+	case err == nil:
+		return os.Remove(oldpath)
+	case errors.Is(err, fs.ErrExist):
+		if same(oldpath, newpath) {
+			// A previous attempt linked but did not unlink.
+			return os.Remove(oldpath)
+		}
+		return fmt.Errorf("final file %s already exists: leaving %s in place; move one of them away and restart", newpath, filepath.Base(oldpath))
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EXDEV), errors.Is(err, syscall.EMLINK):
+		if _, serr := os.Lstat(newpath); serr == nil {
+			return fmt.Errorf("final file %s already exists: leaving %s in place; move one of them away and restart", newpath, filepath.Base(oldpath))
+		}
+		return os.Rename(oldpath, newpath)
+	default:
+		return err
+	}
+}
+
+func same(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,38 @@
+package rolling
+
+import "sort"
+
+// Range is an inclusive range of offsets held by one file.
+type Range struct {
+	First, Last int64
+}
+
+// rangeSet is a sorted set of disjoint offset ranges.
+type rangeSet struct {
+	r   []Range
+	max int64 // highest Last, or -1
+}
+
+func newRangeSet() rangeSet { return rangeSet{max: -1} }
+
+// add inserts r, merging it with ranges it overlaps or touches.
+func (s *rangeSet) add(r Range) {
+	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last+1 >= r.First })
+	j := i
+	for j < len(s.r) && s.r[j].First <= r.Last+1 {
+		r.First = min(r.First, s.r[j].First)
+		r.Last = max(r.Last, s.r[j].Last)
+		j++
+	}
+	s.r = append(s.r[:i], append([]Range{r}, s.r[j:]...)...)
+	s.max = max(s.max, r.Last)
+}
+
+// contains reports whether off lies in one of the ranges.
+func (s *rangeSet) contains(off int64) bool {
+	if off > s.max {
+		return false
+	}
+	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= off })
+	return i < len(s.r) && s.r[i].First <= off
+}

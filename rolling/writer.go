@@ -1,0 +1,594 @@
+// Package rolling writes each Kafka partition's records into rolling files:
+// one folder per partition, each file named after the offset of its first
+// record, rolled by size, idle time and age. It is plain Go with no Benthos
+// in it; the output package feeds it.
+//
+// A file is written under a hidden in-progress name (InProgressName) and
+// handed to a Destination when it rolls. Write returns only once the records
+// are in the in-progress file (and fsynced, if the Fsync policy says so), so
+// a caller may acknowledge them as soon as Write returns nil.
+package rolling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// Fsync says when the Writer fsyncs an in-progress file.
+type Fsync int
+
+const (
+	// FsyncBatch fsyncs after every Write, before it returns: an
+	// acknowledged record survives a process crash and a power loss.
+	FsyncBatch Fsync = iota
+	// FsyncRoll fsyncs when a file rolls, before it is renamed: an
+	// acknowledged record survives a process crash (it is in the page
+	// cache) but the last unrolled records can be lost to a power loss.
+	FsyncRoll
+	// FsyncNever leaves flushing to the operating system entirely.
+	FsyncNever
+)
+
+// ParseFsync returns the policy called s: "batch", "roll" or "never".
+func ParseFsync(s string) (Fsync, error) {
+	switch s {
+	case "batch":
+		return FsyncBatch, nil
+	case "roll":
+		return FsyncRoll, nil
+	case "never":
+		return FsyncNever, nil
+	}
+	return 0, fmt.Errorf("unknown fsync policy %q: use batch, roll or never", s)
+}
+
+// Reason says why a file rolled.
+type Reason string
+
+// The reasons a file rolls.
+const (
+	ReasonSize       Reason = "size"         // the next records would make it exceed the maximum size
+	ReasonIdle       Reason = "idle"         // no records for the idle timeout
+	ReasonAge        Reason = "age"          // open for the maximum age
+	ReasonOutOfOrder Reason = "out_of_order" // records arrived with lower offsets than the file's last
+	ReasonShutdown   Reason = "shutdown"     // the Writer was closed
+	ReasonError      Reason = "error"        // a write failed; the file keeps its complete batches
+)
+
+// SkipReason says why records were not written.
+type SkipReason string
+
+// The reasons records are skipped.
+const (
+	SkipOffsetFrom SkipReason = "offset_from" // below the configured start offset
+	SkipPersisted  SkipReason = "persisted"   // already in a file: a replay after a restart or retry
+)
+
+// File describes a file that has rolled: complete, closed, and still under its
+// in-progress name.
+type File struct {
+	Topic          string
+	Partition      int32
+	Path           string // the in-progress file on local disk
+	Name           string // the final name, in the same folder
+	FirstOffset    int64
+	LastOffset     int64
+	Records        int64
+	Bytes          int64
+	MaxTimestamp   int64
+	MinTimestamp   int64
+	Reason         Reason
+	Fsync          bool // whether the destination must fsync what it makes of it
+	Opened, Closed time.Time
+}
+
+// Destination takes files that have rolled and makes them final.
+type Destination interface {
+	// Publish makes f final, for example by renaming it to f.Name. When it
+	// returns nil the Writer forgets f; when it fails the Writer tries again
+	// later and f stays on disk under its in-progress name.
+	Publish(ctx context.Context, f File) error
+	// Persisted returns the offset ranges already held by final files of a
+	// partition. The Writer calls it when it first sees a partition and skips
+	// records inside those ranges, so a replay never puts an offset in two
+	// final files.
+	Persisted(ctx context.Context, topic string, partition int32) ([]Range, error)
+}
+
+// Observer is told what the Writer does, for logs and metrics. Its methods
+// must be fast and safe for concurrent use.
+type Observer interface {
+	Written(topic string, partition int32, records int, bytes int)
+	Finalized(f File)
+	Skipped(topic string, partition int32, reason SkipReason, records int)
+	OutOfOrder(topic string, partition int32, offset, after int64)
+	Error(err error)
+}
+
+// Config configures a Writer.
+type Config struct {
+	Dir         string        // root folder; partition folders are made below it
+	Instance    string        // id of this running instance, unique among writers of Dir
+	MaxSize     int64         // a file never exceeds this unless one record alone is larger
+	IdleTimeout time.Duration // a file rolls after this long without records
+	MaxAge      time.Duration // a file rolls this long after it opened; 0 is no limit
+	Fsync       Fsync
+	Compression segment.Compression
+	Naming      Naming
+	// OffsetFrom returns the lowest offset to back up for a partition; nil
+	// backs up everything.
+	OffsetFrom  func(topic string, partition int32) int64
+	Destination Destination
+	Observer    Observer // nil observes nothing
+}
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("rolling writer is closed")
+
+// Writer writes records into rolling files, one open file per partition.
+// Write and Close are safe for concurrent use; writes to one partition are
+// serialized, writes to different partitions run in parallel.
+type Writer struct {
+	cfg      Config
+	obs      Observer
+	encoders sync.Pool
+
+	mu     sync.Mutex
+	parts  map[partKey]*partition
+	closed bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type partKey struct {
+	topic string
+	id    int32
+}
+
+// partition is the state of one partition. mu guards everything in it.
+type partition struct {
+	mu        sync.Mutex
+	topic     string
+	id        int32
+	dir       string
+	loaded    bool     // persisted ranges read from the destination
+	done      rangeSet // offsets in files that rolled (this run or before)
+	from      int64
+	unpubl    []File // rolled but not yet accepted by the destination
+	retryAt   time.Time
+	retryWait time.Duration
+	warnedOOO bool
+
+	f         *os.File // the open in-progress file, or nil
+	cur       File
+	lastWrite time.Time
+}
+
+type encoder struct {
+	enc *segment.Encoder
+	buf []byte
+}
+
+// New returns a Writer and starts its background roller, which finalizes
+// idle and old files. Close stops it.
+func New(cfg Config) (*Writer, error) {
+	switch {
+	case cfg.Dir == "":
+		return nil, errors.New("rolling: Dir is empty")
+	case cfg.Instance == "":
+		return nil, errors.New("rolling: Instance is empty")
+	case cfg.MaxSize < segment.HeaderSize+8:
+		return nil, fmt.Errorf("rolling: MaxSize %d is too small: a file must hold at least one batch of %d bytes", cfg.MaxSize, segment.HeaderSize+8)
+	case cfg.IdleTimeout <= 0:
+		return nil, errors.New("rolling: IdleTimeout must be positive")
+	case cfg.Destination == nil:
+		return nil, errors.New("rolling: Destination is nil")
+	}
+	if _, err := segment.NewEncoder(cfg.Compression); err != nil {
+		return nil, err
+	}
+	w := &Writer{
+		cfg:   cfg,
+		obs:   cfg.Observer,
+		parts: map[partKey]*partition{},
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	if w.obs == nil {
+		w.obs = nopObserver{}
+	}
+	w.encoders.New = func() any {
+		e, _ := segment.NewEncoder(cfg.Compression)
+		return &encoder{enc: e}
+	}
+	go w.roller()
+	return w, nil
+}
+
+// Write appends recs, all of one partition and in the order received, to the
+// partition's open file, opening and rolling files as needed. It returns nil
+// only once every record is in a file on disk (fsynced when the policy is
+// FsyncBatch), skipped as below offset_from, or skipped as already in a file.
+// On error, records may have been written; writing them again is safe, as
+// records already in a file are skipped.
+func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs []segment.Record) error {
+	p, err := w.partition(topic, partition)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := w.load(ctx, p); err != nil {
+		return err
+	}
+	recs = w.filter(p, recs)
+	if len(recs) == 0 {
+		return nil
+	}
+
+	e := w.encoders.Get().(*encoder)
+	defer w.encoders.Put(e)
+	now := time.Now()
+	for len(recs) > 0 {
+		if w.written(p, recs[0].Offset) {
+			// A duplicate inside the batch itself.
+			w.obs.Skipped(p.topic, p.id, SkipPersisted, 1)
+			recs = recs[1:]
+			continue
+		}
+		if p.f != nil && recs[0].Offset < p.cur.LastOffset {
+			if !p.warnedOOO {
+				p.warnedOOO = true
+				w.obs.OutOfOrder(p.topic, p.id, recs[0].Offset, p.cur.LastOffset)
+			}
+			w.finalize(ctx, p, ReasonOutOfOrder)
+		}
+		if p.f != nil && w.cfg.MaxAge > 0 && now.Sub(p.cur.Opened) >= w.cfg.MaxAge {
+			w.finalize(ctx, p, ReasonAge)
+		}
+		if p.f == nil {
+			if err := w.open(p, recs[0].Offset, now); err != nil {
+				return err
+			}
+		}
+		// Fill the open file with as many batches as fit.
+		e.buf = e.buf[:0]
+		var n, batches int
+		for len(recs) > 0 && (p.cur.Records == 0 || recs[0].Offset > p.cur.LastOffset) {
+			room := w.cfg.MaxSize - p.cur.Bytes - int64(len(e.buf))
+			var k int
+			e.buf, k = e.enc.AppendBatch(e.buf, recs, room)
+			if k == 0 {
+				if p.cur.Bytes+int64(len(e.buf)) > 0 {
+					break // full: roll below
+				}
+				// An empty file and a record larger than MaxSize: it gets a
+				// file of its own.
+				e.buf, k = e.enc.AppendBatch(e.buf, recs[:1], math.MaxInt64)
+			}
+			p.noteRecords(recs[:k])
+			n += k
+			batches++
+			recs = recs[k:]
+		}
+		if err := w.append(p, e.buf); err != nil {
+			return err
+		}
+		w.obs.Written(p.topic, p.id, n, len(e.buf))
+		p.lastWrite = now
+		if len(recs) > 0 && recs[0].Offset > p.cur.LastOffset {
+			w.finalize(ctx, p, ReasonSize)
+		}
+	}
+	if w.cfg.Fsync == FsyncBatch && p.f != nil {
+		if err := p.f.Sync(); err != nil {
+			return w.fail(p, fmt.Errorf("fsync %s: %w", p.cur.Path, err))
+		}
+	}
+	if p.f != nil && w.cfg.MaxSize-p.cur.Bytes < segment.HeaderSize+8 {
+		w.finalize(ctx, p, ReasonSize)
+	}
+	return nil
+}
+
+// noteRecords updates the open file's description with records about to be
+// appended to it.
+func (p *partition) noteRecords(recs []segment.Record) {
+	for i := range recs {
+		ts := recs[i].Timestamp
+		if p.cur.Records == 0 {
+			p.cur.MinTimestamp, p.cur.MaxTimestamp = ts, ts
+		}
+		p.cur.MinTimestamp = min(p.cur.MinTimestamp, ts)
+		p.cur.MaxTimestamp = max(p.cur.MaxTimestamp, ts)
+		p.cur.Records++
+	}
+	p.cur.LastOffset = recs[len(recs)-1].Offset
+}
+
+// append writes buf at the end of the open file. On failure it cuts the file
+// back to where it was, so a torn batch never stays in it.
+func (w *Writer) append(p *partition, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	if _, err := p.f.Write(buf); err != nil {
+		return w.fail(p, fmt.Errorf("writing %s: %w", p.cur.Path, err))
+	}
+	p.cur.Bytes += int64(len(buf))
+	return nil
+}
+
+// fail gives up the open file after a write error. Its complete batches are
+// kept: the file is truncated to the last batch known to be whole and handed
+// to the destination like any rolled file, so nothing acknowledged is lost.
+func (w *Writer) fail(p *partition, err error) error {
+	f := p.f
+	good := p.cur
+	// Records noted for the failed write are not in the file; recompute the
+	// description from the file itself.
+	if terr := f.Truncate(p.cur.Bytes); terr != nil {
+		err = errors.Join(err, fmt.Errorf("truncating %s to its last complete batch: %w", p.cur.Path, terr))
+	}
+	if span, serr := segment.ReadSpan(f, p.cur.Bytes); serr == nil && span.Batches > 0 {
+		good.LastOffset, good.Records, good.Bytes = span.LastOffset, span.Records, span.Size
+		p.cur = good
+		w.finalize(context.Background(), p, ReasonError)
+	} else {
+		f.Close()
+		os.Remove(p.cur.Path)
+		p.f = nil
+	}
+	return err
+}
+
+// filter drops records below offset_from and records already in a file. It
+// returns recs itself when it keeps them all.
+func (w *Writer) filter(p *partition, recs []segment.Record) []segment.Record {
+	keep := func(r *segment.Record) (bool, SkipReason) {
+		if r.Offset < p.from {
+			return false, SkipOffsetFrom
+		}
+		if w.written(p, r.Offset) {
+			return false, SkipPersisted
+		}
+		return true, ""
+	}
+	i := 0
+	for ; i < len(recs); i++ {
+		if ok, _ := keep(&recs[i]); !ok {
+			break
+		}
+	}
+	if i == len(recs) {
+		return recs
+	}
+	out := append([]segment.Record(nil), recs[:i]...)
+	skipped := map[SkipReason]int{}
+	for ; i < len(recs); i++ {
+		if ok, why := keep(&recs[i]); ok {
+			out = append(out, recs[i])
+		} else {
+			skipped[why]++
+		}
+	}
+	for why, n := range skipped {
+		w.obs.Skipped(p.topic, p.id, why, n)
+	}
+	return out
+}
+
+// written reports whether off is already in a file of p: one that rolled or
+// the open one.
+func (w *Writer) written(p *partition, off int64) bool {
+	return p.done.contains(off) || (p.f != nil && off >= p.cur.FirstOffset && off <= p.cur.LastOffset)
+}
+
+func (w *Writer) partition(topic string, id int32) (*partition, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, ErrClosed
+	}
+	k := partKey{topic, id}
+	if p := w.parts[k]; p != nil {
+		return p, nil
+	}
+	if err := ValidTopic(topic); err != nil {
+		return nil, err
+	}
+	if id < 0 {
+		return nil, fmt.Errorf("partition %d of topic %q is negative", id, topic)
+	}
+	p := &partition{topic: topic, id: id, dir: PartitionDir(w.cfg.Dir, topic, id), done: newRangeSet()}
+	if w.cfg.OffsetFrom != nil {
+		p.from = w.cfg.OffsetFrom(topic, id)
+	}
+	w.parts[k] = p
+	return p, nil
+}
+
+// load reads, once, which offsets the destination already holds.
+func (w *Writer) load(ctx context.Context, p *partition) error {
+	if p.loaded {
+		return nil
+	}
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return fmt.Errorf("creating folder for %s/%d: %w", p.topic, p.id, err)
+	}
+	ranges, err := w.cfg.Destination.Persisted(ctx, p.topic, p.id)
+	if err != nil {
+		return fmt.Errorf("reading which offsets of %s/%d are already backed up: %w", p.topic, p.id, err)
+	}
+	for _, r := range ranges {
+		p.done.add(r)
+	}
+	p.loaded = true
+	return nil
+}
+
+func (w *Writer) open(p *partition, first int64, now time.Time) error {
+	name := w.cfg.Naming.FileName(first)
+	path := filepath.Join(p.dir, InProgressName(name, w.cfg.Instance))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening in-progress file for %s/%d: %w", p.topic, p.id, err)
+	}
+	p.f = f
+	p.cur = File{Topic: p.topic, Partition: p.id, Path: path, Name: name, FirstOffset: first, LastOffset: first - 1, Opened: now}
+	return nil
+}
+
+// finalize closes the open file and hands it to the destination. A file the
+// destination refuses stays on disk and is offered again by the roller.
+func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) {
+	if p.f == nil {
+		return
+	}
+	f := p.f
+	p.f = nil
+	file := p.cur
+	file.Reason = why
+	file.Closed = time.Now()
+	file.Fsync = w.cfg.Fsync != FsyncNever
+	var err error
+	if file.Fsync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if file.Records == 0 {
+		os.Remove(file.Path)
+		return
+	}
+	p.done.add(Range{file.FirstOffset, file.LastOffset})
+	if err != nil {
+		// The data was written but the close or fsync failed: keep the
+		// file; it is offered to the destination again later.
+		w.obs.Error(fmt.Errorf("closing %s: %w", file.Path, err))
+		p.unpubl = append(p.unpubl, file)
+		return
+	}
+	if err := w.cfg.Destination.Publish(ctx, file); err != nil {
+		w.obs.Error(fmt.Errorf("finalizing %s as %s: %w", file.Path, file.Name, err))
+		p.unpubl = append(p.unpubl, file)
+		return
+	}
+	w.obs.Finalized(file)
+}
+
+// retry offers rolled files the destination refused before to it again,
+// backing off between attempts.
+func (w *Writer) retry(ctx context.Context, p *partition, now time.Time) error {
+	if len(p.unpubl) == 0 || now.Before(p.retryAt) {
+		return nil
+	}
+	var errs []error
+	left := p.unpubl[:0]
+	for _, f := range p.unpubl {
+		if err := w.cfg.Destination.Publish(ctx, f); err != nil {
+			errs = append(errs, fmt.Errorf("finalizing %s as %s: %w", f.Path, f.Name, err))
+			left = append(left, f)
+			continue
+		}
+		w.obs.Finalized(f)
+	}
+	p.unpubl = left
+	if len(left) == 0 {
+		p.retryWait = 0
+		return nil
+	}
+	p.retryWait = min(max(2*p.retryWait, time.Second), time.Minute)
+	p.retryAt = now.Add(p.retryWait)
+	return errors.Join(errs...)
+}
+
+// roller finalizes idle and old files until Close.
+func (w *Writer) roller() {
+	defer close(w.done)
+	tick := w.cfg.IdleTimeout / 4
+	if w.cfg.MaxAge > 0 {
+		tick = min(tick, w.cfg.MaxAge/4)
+	}
+	tick = min(max(tick, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-t.C:
+			w.rollDue(now)
+		}
+	}
+}
+
+func (w *Writer) rollDue(now time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, p := range w.partitions() {
+		p.mu.Lock()
+		if p.f != nil && now.Sub(p.lastWrite) >= w.cfg.IdleTimeout {
+			w.finalize(ctx, p, ReasonIdle)
+		} else if p.f != nil && w.cfg.MaxAge > 0 && now.Sub(p.cur.Opened) >= w.cfg.MaxAge {
+			w.finalize(ctx, p, ReasonAge)
+		}
+		if err := w.retry(ctx, p, now); err != nil {
+			w.obs.Error(err)
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (w *Writer) partitions() []*partition {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ps := make([]*partition, 0, len(w.parts))
+	for _, p := range w.parts {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// Close finalizes every open file and stops the roller. Files the destination
+// refuses stay on disk under their in-progress names; Close returns why.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+	var errs []error
+	for _, p := range w.partitions() {
+		p.mu.Lock()
+		w.finalize(ctx, p, ReasonShutdown)
+		p.retryAt = time.Time{}
+		if err := w.retry(ctx, p, time.Now()); err != nil {
+			errs = append(errs, err)
+		}
+		p.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Written(string, int32, int, int)        {}
+func (nopObserver) Finalized(File)                         {}
+func (nopObserver) Skipped(string, int32, SkipReason, int) {}
+func (nopObserver) OutOfOrder(string, int32, int64, int64) {}
+func (nopObserver) Error(error)                            {}

@@ -1,0 +1,51 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Span is what the batch headers of a file say about it.
+type Span struct {
+	FirstOffset int64 // base offset of the first batch
+	LastOffset  int64 // last offset of the last complete batch
+	Batches     int
+	Records     int64
+	Size        int64 // bytes up to the end of the last complete batch
+}
+
+// ReadSpan walks the batch headers of a file of the given size without
+// reading or checking record data: cheap enough to run on every file of a
+// partition at start. It returns the span of the complete batches, and an
+// error wrapping ErrTorn or ErrCorrupt (with the span before it) when the file
+// does not end on a batch boundary or a header is invalid.
+func ReadSpan(r io.ReaderAt, size int64) (Span, error) {
+	var s Span
+	var hdr [HeaderSize]byte
+	for pos := int64(0); pos < size; {
+		if size-pos < HeaderSize {
+			return s, &BatchError{Position: pos, Err: ErrTorn}
+		}
+		if _, err := r.ReadAt(hdr[:], pos); err != nil {
+			return s, &BatchError{Position: pos, Err: tornOr(err)}
+		}
+		length := int64(int32(binary.BigEndian.Uint32(hdr[offLength:])))
+		if length < HeaderSize-logOverhead || length > maxBatchLength || hdr[offMagic] != 2 {
+			return s, &BatchError{Position: pos, Err: fmt.Errorf("%w: bad batch header", ErrCorrupt)}
+		}
+		if pos+logOverhead+length > size {
+			return s, &BatchError{Position: pos, Err: ErrTorn}
+		}
+		base := int64(binary.BigEndian.Uint64(hdr[offBaseOffset:]))
+		if s.Batches == 0 {
+			s.FirstOffset = base
+		}
+		s.LastOffset = base + int64(int32(binary.BigEndian.Uint32(hdr[offLastOffsetDelta:])))
+		s.Records += int64(int32(binary.BigEndian.Uint32(hdr[offNumRecords:])))
+		s.Batches++
+		pos += logOverhead + length
+		s.Size = pos
+	}
+	return s, nil
+}
