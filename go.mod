@@ -3,10 +3,15 @@ module github.com/kafka-backup/kafka-backup
 go 1.26.8
 
 require (
+	github.com/fclairamb/ftpserverlib v0.27.0
+	github.com/jlaffaye/ftp v0.2.4
 	github.com/redpanda-data/benthos/v4 v4.78.0
 	github.com/redpanda-data/connect/v4 v4.105.0
+	github.com/spf13/afero v1.15.0
+	github.com/twmb/franz-go v1.20.7
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20251021232020-dd73f6664175
 	github.com/twmb/franz-go/pkg/kmsg v1.12.0
+	github.com/urfave/cli/v2 v2.27.7
 )
 
 require (
@@ -26,7 +31,6 @@ require (
 	github.com/eapache/go-resiliency v1.7.0 // indirect
 	github.com/eapache/queue v1.1.0 // indirect
 	github.com/fatih/color v1.19.0 // indirect
-	github.com/fclairamb/ftpserverlib v0.27.0 // indirect
 	github.com/fclairamb/go-log v0.6.0 // indirect
 	github.com/felixge/httpsnoop v1.0.4 // indirect
 	github.com/fsnotify/fsnotify v1.10.1 // indirect
@@ -51,7 +55,6 @@ require (
 	github.com/jcmturner/gofork v1.7.6 // indirect
 	github.com/jcmturner/gokrb5/v8 v8.4.4 // indirect
 	github.com/jcmturner/rpc/v2 v2.0.3 // indirect
-	github.com/jlaffaye/ftp v0.2.4 // indirect
 	github.com/jmespath/go-jmespath v0.4.0 // indirect
 	github.com/klauspost/compress v1.19.1 // indirect
 	github.com/klauspost/pgzip v1.2.6 // indirect
@@ -69,12 +72,9 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/segmentio/ksuid v1.0.4 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
-	github.com/spf13/afero v1.15.0 // indirect
 	github.com/tilinna/z85 v1.0.0 // indirect
-	github.com/twmb/franz-go v1.20.7 // indirect
 	github.com/twmb/franz-go/pkg/kadm v1.17.2 // indirect
 	github.com/twmb/franz-go/pkg/sr v1.7.0 // indirect
-	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
 	github.com/xdg-go/scram v1.2.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
