@@ -243,4 +243,3 @@ func instanceID() string {
 func Register(env *service.Environment) error {
 	return env.RegisterBatchOutput("kafka_backup", OutputSpec(), newOutput)
 }
-

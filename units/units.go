@@ -68,6 +68,8 @@ func ParseSize(s string) (int64, error) {
 
 var daysRe = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*(?:d|day|days)$`)
 
+var secondsRe = regexp.MustCompile(`^[0-9]+(?:\.[0-9]+)?$`)
+
 // ParseDuration parses a duration such as "3s", "1h30m", "1day", "2 days" or
 // "3" (seconds). The result is always greater than zero.
 func ParseDuration(s string) (time.Duration, error) {
@@ -78,8 +80,14 @@ func ParseDuration(s string) (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("cannot parse duration %q: %w", s, err)
 		}
+		if n*float64(24*time.Hour) >= math.MaxInt64 {
+			return 0, fmt.Errorf("duration %q is too large", s)
+		}
 		d = time.Duration(n * float64(24*time.Hour))
-	} else if n, err := strconv.ParseFloat(t, 64); err == nil {
+	} else if n, err := strconv.ParseFloat(t, 64); err == nil && secondsRe.MatchString(t) {
+		if n*float64(time.Second) >= math.MaxInt64 {
+			return 0, fmt.Errorf("duration %q is too large", s)
+		}
 		d = time.Duration(n * float64(time.Second))
 	} else if d, err = time.ParseDuration(t); err != nil {
 		return 0, fmt.Errorf("cannot parse duration %q: write a Go duration (3s, 1m30s, 2h), a number of days (1day, 2days) or a number of seconds", s)
@@ -106,7 +114,7 @@ func SizeLintRule(field string) string {
 // ParseDuration accepts.
 func DurationLintRule(field string) string {
 	return fmt.Sprintf(`root = match this.string().trim() {
-  this.re_match("^([0-9]+(\\.[0-9]+)?)$|^[0-9]+(\\.[0-9]+)?\\s*(d|day|days)$|^(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|ms|s|m|h))+$") == false => ["%s: cannot parse %%q as a duration: write a Go duration (3s, 1m30s, 2h), a number of days (1day) or a number of seconds".format(this)],
+  this.re_match("^([0-9]+(\\.[0-9]+)?)$|^[0-9]+(\\.[0-9]+)?\\s*(d|day|days)$|^\\+?(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$") == false => ["%s: cannot parse %%q as a duration: write a Go duration (3s, 1m30s, 2h), a number of days (1day) or a number of seconds".format(this)],
   this.re_replace_all("[^0-9]", "").re_replace_all("^0*$", "") == "" => ["%s: %%q is not greater than zero".format(this)],
 }`, field, field)
 }

@@ -71,4 +71,3 @@ func buildVersion() (string, string) {
 	}
 	return v, d
 }
-
