@@ -42,6 +42,11 @@ const (
 	defaultMaxInFlight  = 16
 )
 
+// schemaLintRule is the lint rule of fs.schema: one of schemas.
+func schemaLintRule(schemas ...string) string {
+	return `root = if !` + fmt.Sprintf("%q", schemas) + `.contains(this) { ["fs.schema: %q is not a destination: use one of ` + strings.Join(schemas, ", ") + `".format(this)] }`
+}
+
 // OutputSpec is the configuration spec of the kafka_backup output.
 func OutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
@@ -64,8 +69,9 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 				Description("Folder the backup tree is written below: `<path>/<topic>/<partition>/`. Seed key: `path`.").
 				Example("/backups"),
 			service.NewObjectField(fieldFS,
-				service.NewStringEnumField(fieldSchema, "local").
+				service.NewStringField(fieldSchema).
 					Description("Where files go: `local` disk. Seed key: `fs.schema`.").
+					LintRule(schemaLintRule("local")).
 					Default("local"),
 			).Description("The file system the backup is written to.").Optional(),
 			service.NewStringField(fieldSize).
@@ -98,7 +104,10 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 			service.NewIntMapField(fieldOffsetFrom).
 				Description("Lowest offset to back up, by topic (`test: 101`) or by partition (`\"test:0\": 50`); a partition entry wins over its topic's. A filter, never a seek: records below it are acknowledged and not written. Seed keys: `<topic>.offset.from`, `<topic>.<partition>.offset.from`.").
 				Default(map[string]any{}).
-				LintRule(`root = this.keys().filter(k -> !k.re_match("^[a-zA-Z0-9._-]{1,249}(:[0-9]+)?$")).map_each(k -> "offset_from: key %q is not a topic name or topic:partition".format(k)).concat(this.values().filter(v -> v < 0).map_each(v -> "offset_from: offset %v is negative".format(v)))`).
+				LintRule(`root = match {
+  this.type() == "object" => this.keys().filter(k -> !k.re_match("^[a-zA-Z0-9._-]{1,249}(:[0-9]+)?$")).map_each(k -> "offset_from: key %q is not a topic name or topic:partition (for example test or \"test:0\")".format(k)),
+  this.type() == "number" => if this < 0 { ["offset_from: offset %v is negative: give the lowest offset to back up".format(this)] },
+}`).
 				Example(map[string]any{"test": 101, "test:0": 50}),
 			service.NewIntField(fieldMaxInFlight).
 				Description("Batches written at once. Batches of different partitions are written in parallel; those of one partition one after another.").
