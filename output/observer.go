@@ -2,14 +2,17 @@ package output
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/kafka-backup/kafka-backup/rolling"
 )
 
-// observer logs and counts what the rolling writer does.
-type observer struct {
+// Observer logs and counts what the rolling writer and the FTP uploader do,
+// through the Benthos logger and metrics. It implements rolling.Observer and
+// ftp.Observer.
+type Observer struct {
 	log        *service.Logger
 	records    *service.MetricCounter
 	bytes      *service.MetricCounter
@@ -17,11 +20,16 @@ type observer struct {
 	skipped    *service.MetricCounter
 	outOfOrder *service.MetricCounter
 	errors     *service.MetricCounter
+	uploads    *service.MetricCounter
+	uploadErrs *service.MetricCounter
+	uploadTime *service.MetricTimer
+	spool      *service.MetricGauge
 }
 
-func newObserver(mgr *service.Resources) *observer {
+// NewObserver returns an Observer reporting to mgr's logger and metrics.
+func NewObserver(mgr *service.Resources) *Observer {
 	m := mgr.Metrics()
-	return &observer{
+	return &Observer{
 		log:        mgr.Logger(),
 		records:    m.NewCounter("kafka_backup_records_written", "topic", "partition"),
 		bytes:      m.NewCounter("kafka_backup_bytes_written", "topic", "partition"),
@@ -29,16 +37,22 @@ func newObserver(mgr *service.Resources) *observer {
 		skipped:    m.NewCounter("kafka_backup_records_skipped", "reason"),
 		outOfOrder: m.NewCounter("kafka_backup_out_of_order_batches"),
 		errors:     m.NewCounter("kafka_backup_errors"),
+		uploads:    m.NewCounter("kafka_backup_uploads"),
+		uploadErrs: m.NewCounter("kafka_backup_upload_errors"),
+		uploadTime: m.NewTimer("kafka_backup_upload_seconds"),
+		spool:      m.NewGauge("kafka_backup_spool_bytes"),
 	}
 }
 
-func (o *observer) Written(topic string, partition int32, records, bytes int) {
+// Written implements the observer interfaces.
+func (o *Observer) Written(topic string, partition int32, records, bytes int) {
 	p := strconv.Itoa(int(partition))
 	o.records.Incr(int64(records), topic, p)
 	o.bytes.Incr(int64(bytes), topic, p)
 }
 
-func (o *observer) Finalized(f rolling.File) {
+// Finalized implements the observer interfaces.
+func (o *Observer) Finalized(f rolling.File) {
 	o.files.Incr(1, string(f.Reason))
 	o.log.With(
 		"topic", f.Topic, "partition", f.Partition,
@@ -47,17 +61,36 @@ func (o *observer) Finalized(f rolling.File) {
 	).Infof("finalized %s/%d/%s", f.Topic, f.Partition, f.Name)
 }
 
-func (o *observer) Skipped(topic string, partition int32, reason rolling.SkipReason, records int) {
+// Skipped implements the observer interfaces.
+func (o *Observer) Skipped(topic string, partition int32, reason rolling.SkipReason, records int) {
 	o.skipped.Incr(int64(records), string(reason))
 	o.log.Debugf("skipped %d records of %s/%d: %s", records, topic, partition, reason)
 }
 
-func (o *observer) OutOfOrder(topic string, partition int32, offset, after int64) {
+// OutOfOrder implements the observer interfaces.
+func (o *Observer) OutOfOrder(topic string, partition int32, offset, after int64) {
 	o.outOfOrder.Incr(1)
 	o.log.Warnf("%s/%d: a batch starting at offset %d arrived after offset %d was written; nothing is lost, the records go to a new file. This happens with kafka_franz and max_in_flight > 1: use the redpanda input for ordered files (logged once per partition)", topic, partition, offset, after)
 }
 
-func (o *observer) Error(err error) {
+// Error implements the observer interfaces.
+func (o *Observer) Error(err error) {
 	o.errors.Incr(1)
 	o.log.Errorf("%v", err)
 }
+
+// Uploaded implements the observer interfaces.
+func (o *Observer) Uploaded(remotePath string, bytes int64, took time.Duration) {
+	o.uploads.Incr(1)
+	o.uploadTime.Timing(took.Nanoseconds())
+	o.log.With("bytes", bytes, "seconds", took.Seconds()).Infof("uploaded %s", remotePath)
+}
+
+// UploadFailed implements the observer interfaces.
+func (o *Observer) UploadFailed(remotePath string, attempt int, err error) {
+	o.uploadErrs.Incr(1)
+	o.log.With("attempt", attempt).Errorf("uploading %s failed, retrying with backoff: %v", remotePath, err)
+}
+
+// SpoolBytes implements the observer interfaces.
+func (o *Observer) SpoolBytes(bytes int64) { o.spool.Set(bytes) }

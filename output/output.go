@@ -19,22 +19,39 @@ import (
 // Output is the kafka_backup output, a service.BatchOutput.
 type Output struct {
 	cfg    rolling.Config
+	dest   Destination
 	log    *service.Logger
 	writer *rolling.Writer
-	closer func(context.Context) error // closes the destination after the writer
 	mu     sync.Mutex
 }
 
-// New returns an Output that writes through a rolling.Writer made from cfg
-// when it connects. closeDest, if not nil, is called on Close after every file
-// is finalized (for example to finish uploads).
-func New(cfg rolling.Config, mgr *service.Resources, closeDest func(context.Context) error) *Output {
-	cfg.Observer = newObserver(mgr)
-	return &Output{cfg: cfg, log: mgr.Logger(), closer: closeDest}
+// Destination is a rolling.Destination that may hold files back (an upload
+// queue) and so may need to pause consumption and to finish on close.
+type Destination interface {
+	rolling.Destination
+	// Ready returns an error, saying why, while no more records should be
+	// accepted (for example while an upload spool is full).
+	Ready() error
+	// Close finishes what the destination holds, until ctx ends.
+	Close(ctx context.Context) error
 }
 
-// Connect starts the rolling writer.
+// New returns an Output that writes through a rolling.Writer made from cfg
+// when it connects, handing rolled files to dest.
+func New(cfg rolling.Config, dest Destination, mgr *service.Resources) *Output {
+	if cfg.Observer == nil {
+		cfg.Observer = NewObserver(mgr)
+	}
+	cfg.Destination = dest
+	return &Output{cfg: cfg, dest: dest, log: mgr.Logger()}
+}
+
+// Connect starts the rolling writer. While the destination is not ready it
+// fails with the destination's reason, and Benthos tries again with backoff.
 func (o *Output) Connect(context.Context) error {
+	if err := o.dest.Ready(); err != nil {
+		return err
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.writer != nil {
@@ -62,7 +79,7 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	o.mu.Lock()
 	w := o.writer
 	o.mu.Unlock()
-	if w == nil {
+	if w == nil || o.dest.Ready() != nil {
 		return service.ErrNotConnected
 	}
 	parts, err := split(batch)
@@ -139,8 +156,5 @@ func (o *Output) Close(ctx context.Context) error {
 	if w != nil {
 		err = w.Close(ctx)
 	}
-	if o.closer != nil {
-		err = errors.Join(err, o.closer(ctx))
-	}
-	return err
+	return errors.Join(err, o.dest.Close(ctx))
 }

@@ -32,6 +32,9 @@ const (
 	fieldNaming       = "naming"
 	fieldOffsetFrom   = "offset_from"
 	fieldMaxInFlight  = "max_in_flight"
+
+	schemaLocal = "local"
+	schemaFTP   = "ftp"
 )
 
 // Defaults, chosen as docs/benchmarks.md and the README explain.
@@ -44,7 +47,11 @@ const (
 
 // schemaLintRule is the lint rule of fs.schema: one of schemas.
 func schemaLintRule(schemas ...string) string {
-	return `root = if !` + fmt.Sprintf("%q", schemas) + `.contains(this) { ["fs.schema: %q is not a destination: use one of ` + strings.Join(schemas, ", ") + `".format(this)] }`
+	quoted := make([]string, len(schemas))
+	for i, s := range schemas {
+		quoted[i] = strconv.Quote(s)
+	}
+	return `root = if ![` + strings.Join(quoted, ", ") + `].contains(this) { ["fs.schema: %q is not a destination: use one of ` + strings.Join(schemas, ", ") + `".format(this)] }`
 }
 
 // OutputSpec is the configuration spec of the kafka_backup output.
@@ -70,9 +77,10 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 				Example("/backups"),
 			service.NewObjectField(fieldFS,
 				service.NewStringField(fieldSchema).
-					Description("Where files go: `local` disk. Seed key: `fs.schema`.").
-					LintRule(schemaLintRule("local")).
-					Default("local"),
+					Description("Where files go: `local` disk or an `ftp` server (FTP or explicit FTPS). Seed key: `fs.schema`.").
+					LintRule(schemaLintRule(schemaLocal, schemaFTP)).
+					Default(schemaLocal),
+				ftpSpec(),
 			).Description("The file system the backup is written to.").Optional(),
 			service.NewStringField(fieldSize).
 				Description("Roll a file before it would exceed this size. A file is larger only when it holds one record that alone is larger. Units: "+strings.Join(units.SizeUnitNames, ", ")+" (upper-case B is bytes, lower-case b is bits) or a bare number of bytes. Seed key: `size`.").
@@ -123,8 +131,23 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 	if err != nil {
 		return nil, none, 0, err
 	}
-	cfg.Destination = local.New(cfg.Dir)
-	return output.New(cfg, mgr, nil), none, maxInFlight, nil
+	schema, err := conf.FieldString(fieldFS, fieldSchema)
+	if err != nil {
+		return nil, none, 0, err
+	}
+	switch schema {
+	case schemaLocal:
+		return output.New(cfg, local.New(cfg.Dir), mgr), none, maxInFlight, nil
+	case schemaFTP:
+		obs := output.NewObserver(mgr)
+		cfg.Observer = obs
+		dest, err := newFTPDestination(conf.Namespace(fieldFS, fieldFTP), &cfg, obs)
+		if err != nil {
+			return nil, none, 0, err
+		}
+		return output.New(cfg, dest, mgr), none, maxInFlight, nil
+	}
+	return nil, none, 0, fmt.Errorf("fs.schema: %q is not a destination: use %s or %s", schema, schemaLocal, schemaFTP)
 }
 
 // rollingConfig reads the settings every destination shares.

@@ -1,0 +1,571 @@
+// Package ftp is the FTP and FTPS destination. Files are built in a local
+// spool folder by the same rolling.Writer as the local destination; when one
+// rolls it is renamed to its final name inside the spool and uploaded in the
+// background: stored under a hidden temporary name in
+// <root>/<topic>/<partition>/, its size checked, renamed to its final name,
+// recorded in the partition's range marker, and only then deleted from the
+// spool. A failed upload is retried with backoff; the temporary file is
+// replaced, never appended to.
+package ftp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	jftp "github.com/jlaffaye/ftp"
+
+	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// MarkerName is the name of the file, in each remote partition folder, that
+// lists the offset range of every final file in it, one "first last name"
+// line each. It lets a restarted writer skip records already uploaded
+// without downloading the files.
+const MarkerName = ".kafka-backup.ranges"
+
+// Config configures a Destination.
+type Config struct {
+	Addr     string      // host:port
+	User     string      // login user
+	Password string      // login password; never logged
+	TLS      *tls.Config // explicit FTPS (AUTH TLS) when not nil; data connections too
+	Root     string      // remote folder the tree is written below
+	Spool    string      // local folder files are built in; the rolling.Writer's Dir
+	Instance string      // part of temporary names, unique per running instance
+
+	ConnectTimeout time.Duration // bound on dialing and logging in
+	IOTimeout      time.Duration // bound on every read and write on a connection
+	MaxConnections int           // uploads at once, one connection each
+	SpoolLimit     int64         // bytes waiting in the spool above which Ready fails
+	DisableEPSV    bool          // use PASV only, for servers that mishandle EPSV
+	Observer       Observer      // nil observes nothing
+}
+
+// Observer is told about uploads, for logs and metrics.
+type Observer interface {
+	Uploaded(remotePath string, bytes int64, took time.Duration)
+	UploadFailed(remotePath string, attempt int, err error)
+	SpoolBytes(bytes int64)
+}
+
+// Destination uploads rolled files to an FTP server. It implements
+// rolling.Destination.
+type Destination struct {
+	cfg Config
+	obs Observer
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	queue     []*job
+	queued    map[string]bool // local paths queued or uploading
+	spool     int64           // bytes in the spool waiting for upload
+	lastErr   error           // the last upload error, while uploads fail
+	lastErrAt time.Time
+	closing   bool
+	active    int
+	markers   map[string]*sync.Mutex // per remote partition folder
+
+	workers sync.WaitGroup
+	cancel  context.CancelFunc
+}
+
+type job struct {
+	local     string // file in the spool, under its final name
+	remote    string // remote partition folder
+	name      string // final name
+	size      int64
+	first     int64
+	last      int64
+	attempt   int
+	notBefore time.Time
+}
+
+// New returns a Destination and starts its uploaders. Finished files left in
+// the spool by a previous run are queued for upload at once.
+func New(cfg Config) (*Destination, error) {
+	if cfg.MaxConnections < 1 {
+		cfg.MaxConnections = 1
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = 30 * time.Second
+	}
+	if cfg.Instance == "" || cfg.Spool == "" || cfg.Addr == "" {
+		return nil, errors.New("ftp: Addr, Spool and Instance are required")
+	}
+	if err := os.MkdirAll(cfg.Spool, 0o755); err != nil {
+		return nil, fmt.Errorf("creating spool folder %s: %w", cfg.Spool, err)
+	}
+	d := &Destination{cfg: cfg, obs: cfg.Observer, queued: map[string]bool{}, markers: map[string]*sync.Mutex{}}
+	if d.obs == nil {
+		d.obs = nopObserver{}
+	}
+	d.cond = sync.NewCond(&d.mu)
+	if err := d.queueSpool(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	for range cfg.MaxConnections {
+		d.workers.Add(1)
+		go d.worker(ctx)
+	}
+	return d, nil
+}
+
+// queueSpool queues every finished file in the spool: those a previous run
+// did not get to upload.
+func (d *Destination) queueSpool() error {
+	return filepath.WalkDir(d.cfg.Spool, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		if _, ok := rolling.ParseFileName(e.Name()); !ok {
+			return nil
+		}
+		rel, err := filepath.Rel(d.cfg.Spool, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		span, err := localSpan(p)
+		if span.Batches == 0 {
+			return fmt.Errorf("spool file %s holds no complete batch (%v): move it away and restart", p, err)
+		}
+		d.enqueue(&job{local: p, remote: path.Join(d.cfg.Root, filepath.ToSlash(rel)), name: e.Name(), size: span.Size, first: span.FirstOffset, last: span.LastOffset})
+		return nil
+	})
+}
+
+// Publish renames a rolled file to its final name inside the spool and
+// queues it for upload. It returns as soon as the file is queued.
+func (d *Destination) Publish(_ context.Context, f rolling.File) error {
+	final := filepath.Join(filepath.Dir(f.Path), f.Name)
+	if err := os.Rename(f.Path, final); err != nil {
+		return err
+	}
+	d.enqueue(&job{
+		local:  final,
+		remote: path.Join(d.cfg.Root, f.Topic, strconv.Itoa(int(f.Partition))),
+		name:   f.Name, size: f.Bytes, first: f.FirstOffset, last: f.LastOffset,
+	})
+	return nil
+}
+
+func (d *Destination) enqueue(j *job) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.queued[j.local] {
+		return
+	}
+	d.queued[j.local] = true
+	d.queue = append(d.queue, j)
+	d.spool += j.size
+	d.obs.SpoolBytes(d.spool)
+	d.cond.Signal()
+}
+
+// Ready returns an error while the spool holds more than its limit, saying
+// why uploads are behind; the output then stops acknowledging, so Kafka
+// consumption pauses instead of filling the disk.
+func (d *Destination) Ready() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cfg.SpoolLimit <= 0 || d.spool <= d.cfg.SpoolLimit {
+		return nil
+	}
+	why := "uploads are slower than consumption"
+	if d.lastErr != nil {
+		why = fmt.Sprintf("uploads are failing since %s: %v", d.lastErrAt.Format(time.RFC3339), d.lastErr)
+	}
+	return fmt.Errorf("FTP spool %s holds %d bytes waiting for upload, over its limit of %d: %s; consumption resumes when uploads catch up", d.cfg.Spool, d.spool, d.cfg.SpoolLimit, why)
+}
+
+// Pending returns the number of files and bytes waiting for upload.
+func (d *Destination) Pending() (files int, bytes int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.queued), d.spool
+}
+
+// next waits for a job that is due, or returns nil when closing.
+func (d *Destination) next(ctx context.Context) *job {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		now := time.Now()
+		wait := time.Duration(-1)
+		for i, j := range d.queue {
+			if !j.notBefore.After(now) {
+				d.queue = append(d.queue[:i], d.queue[i+1:]...)
+				d.active++
+				return j
+			}
+			if w := j.notBefore.Sub(now); wait < 0 || w < wait {
+				wait = w
+			}
+		}
+		if d.closing && d.active == 0 && len(d.queue) == 0 {
+			return nil
+		}
+		if wait >= 0 {
+			t := time.AfterFunc(wait, d.cond.Broadcast)
+			d.cond.Wait()
+			t.Stop()
+		} else {
+			d.cond.Wait()
+		}
+	}
+}
+
+func (d *Destination) worker(ctx context.Context) {
+	defer d.workers.Done()
+	var conn *jftp.ServerConn
+	defer func() {
+		if conn != nil {
+			_ = conn.Quit()
+		}
+	}()
+	for {
+		j := d.next(ctx)
+		if j == nil {
+			return
+		}
+		start := time.Now()
+		var err error
+		if conn == nil {
+			conn, err = dial(ctx, &d.cfg)
+			if err != nil {
+				err = fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
+			}
+		}
+		if err == nil {
+			err = d.upload(conn, j)
+			if connBroken(err) {
+				_ = conn.Quit()
+				conn = nil
+			}
+		}
+		d.done(j, err, time.Since(start))
+	}
+}
+
+// done records the outcome of one upload attempt.
+func (d *Destination) done(j *job, err error, took time.Duration) {
+	remote := path.Join(j.remote, j.name)
+	if err == nil {
+		d.obs.Uploaded(remote, j.size, took)
+	} else {
+		j.attempt++
+		d.obs.UploadFailed(remote, j.attempt, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.active--
+	if err == nil {
+		delete(d.queued, j.local)
+		d.spool -= j.size
+		d.lastErr = nil
+		d.obs.SpoolBytes(d.spool)
+	} else {
+		d.lastErr, d.lastErrAt = err, time.Now()
+		backoff := min(time.Second<<min(j.attempt-1, 5), 30*time.Second)
+		j.notBefore = time.Now().Add(backoff)
+		d.queue = append(d.queue, j)
+	}
+	d.cond.Broadcast()
+}
+
+// upload stores one file under a temporary name, checks its size, renames it
+// to its final name, records its range in the marker and deletes the spool
+// copy.
+func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
+	final := path.Join(j.remote, j.name)
+	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
+
+	if size, err := c.FileSize(final); err == nil {
+		// A final file already has this name: an earlier attempt renamed
+		// but did not get to delete the spool copy, or another writer.
+		if size != j.size {
+			return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d: not replacing it; compare them and move one away", final, size, j.local, j.size)
+		}
+	} else if connBroken(err) {
+		return err
+	} else {
+		if err := d.makeDirs(c, j.remote); err != nil {
+			return err
+		}
+		f, err := os.Open(j.local)
+		if err != nil {
+			return fmt.Errorf("opening spool file: %w", err)
+		}
+		err = c.Stor(tmp, bufio.NewReaderSize(f, 256<<10))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("storing %s: %w", tmp, err)
+		}
+		size, err := c.FileSize(tmp)
+		if err != nil {
+			return fmt.Errorf("checking the size of %s: %w", tmp, err)
+		}
+		if size != j.size {
+			return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
+		}
+		if err := c.Rename(tmp, final); err != nil {
+			return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, err)
+		}
+	}
+	if err := d.recordRange(c, j); err != nil {
+		return err
+	}
+	if err := os.Remove(j.local); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("deleting uploaded spool file: %w", err)
+	}
+	return nil
+}
+
+// makeDirs creates dir and its parents, ignoring "exists" refusals: servers
+// answer those with 550, 521 or 553 alike, so success is judged by the
+// upload that follows.
+func (d *Destination) makeDirs(c *jftp.ServerConn, dir string) error {
+	var p string
+	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
+		if strings.HasPrefix(dir, "/") || p != "" {
+			p += "/"
+		}
+		p += part
+		if err := c.MakeDir(p); err != nil && connBroken(err) {
+			return fmt.Errorf("creating folder %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// markerLock serializes marker updates of one remote folder.
+func (d *Destination) markerLock(dir string) *sync.Mutex {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := d.markers[dir]
+	if m == nil {
+		m = &sync.Mutex{}
+		d.markers[dir] = m
+	}
+	return m
+}
+
+// recordRange adds a file's range to its folder's marker: it reads the
+// marker, adds the line, stores it under a temporary name and renames it
+// over the old one.
+func (d *Destination) recordRange(c *jftp.ServerConn, j *job) error {
+	m := d.markerLock(j.remote)
+	m.Lock()
+	defer m.Unlock()
+	ranges, err := readMarker(c, j.remote)
+	if err != nil {
+		return err
+	}
+	if r, ok := ranges[j.name]; ok && r.First == j.first && r.Last == j.last {
+		return nil
+	}
+	ranges[j.name] = markerRange{rolling.Range{First: j.first, Last: j.last}}
+	var buf bytes.Buffer
+	names := make([]string, 0, len(ranges))
+	for n := range ranges {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(a, b int) bool { return ranges[names[a]].First < ranges[names[b]].First })
+	for _, n := range names {
+		fmt.Fprintf(&buf, "%d %d %s\n", ranges[n].First, ranges[n].Last, n)
+	}
+	marker := path.Join(j.remote, MarkerName)
+	tmp := path.Join(j.remote, MarkerName+"."+d.cfg.Instance+".tmp")
+	if err := c.Stor(tmp, &buf); err != nil {
+		return fmt.Errorf("storing %s: %w", tmp, err)
+	}
+	if err := c.Rename(tmp, marker); err != nil {
+		if connBroken(err) {
+			return fmt.Errorf("renaming %s: %w", tmp, err)
+		}
+		// Some servers refuse to rename over an existing file.
+		if derr := c.Delete(marker); derr != nil && connBroken(derr) {
+			return derr
+		}
+		if err := c.Rename(tmp, marker); err != nil {
+			return fmt.Errorf("renaming %s to %s: %w", tmp, MarkerName, err)
+		}
+	}
+	return nil
+}
+
+type markerRange struct{ rolling.Range }
+
+// readMarker reads a folder's marker; a missing marker is empty.
+func readMarker(c *jftp.ServerConn, dir string) (map[string]markerRange, error) {
+	out := map[string]markerRange{}
+	r, err := c.Retr(path.Join(dir, MarkerName))
+	if err != nil {
+		if connBroken(err) {
+			return nil, err
+		}
+		return out, nil // 550: no marker yet
+	}
+	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var first, last int64
+		var name string
+		if n, _ := fmt.Sscanf(line, "%d %d %s", &first, &last, &name); n == 3 {
+			out[name] = markerRange{rolling.Range{First: first, Last: last}}
+		}
+	}
+	return out, nil
+}
+
+// Persisted returns the ranges of a partition's final files on the server
+// (from its marker; a final file the marker does not list, left by a crash
+// between rename and marker update, is downloaded and read) and of files
+// waiting in the spool.
+func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
+	var out []rolling.Range
+	spoolDir := rolling.PartitionDir(d.cfg.Spool, topic, partition)
+	entries, err := os.ReadDir(spoolDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		if _, ok := rolling.ParseFileName(e.Name()); ok {
+			if span, _ := localSpan(filepath.Join(spoolDir, e.Name())); span.Batches > 0 {
+				out = append(out, rolling.Range{First: span.FirstOffset, Last: span.LastOffset})
+			}
+		}
+	}
+	c, err := dial(ctx, &d.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
+	}
+	defer c.Quit()
+	remote := path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition)))
+	names, err := c.NameList(remote)
+	if err != nil {
+		if connBroken(err) {
+			return nil, err
+		}
+		return out, nil // no folder yet
+	}
+	ranges, err := readMarker(c, remote)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		n = path.Base(n)
+		if _, ok := rolling.ParseFileName(n); !ok {
+			continue
+		}
+		if r, ok := ranges[n]; ok {
+			out = append(out, r.Range)
+			continue
+		}
+		r, err := remoteSpan(c, path.Join(remote, n))
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			out = append(out, *r)
+		}
+	}
+	return out, nil
+}
+
+// remoteSpan downloads one remote file and returns the range its complete
+// batches hold.
+func remoteSpan(c *jftp.ServerConn, p string) (*rolling.Range, error) {
+	resp, err := c.Retr(p)
+	if err != nil {
+		return nil, fmt.Errorf("downloading %s to read its offsets: %w", p, err)
+	}
+	defer resp.Close()
+	rd := segment.NewReader(resp)
+	var r *rolling.Range
+	for {
+		b, err := rd.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, segment.ErrTorn) || errors.Is(err, segment.ErrCorrupt) {
+				return r, nil
+			}
+			return nil, fmt.Errorf("reading %s: %w", p, err)
+		}
+		if r == nil {
+			r = &rolling.Range{First: b.BaseOffset}
+		}
+		r.Last = b.LastOffset
+	}
+}
+
+func localSpan(p string) (segment.Span, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return segment.Span{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return segment.Span{}, err
+	}
+	return segment.ReadSpan(f, st.Size())
+}
+
+// Close waits, until ctx ends, for queued uploads to finish, then stops the
+// uploaders. Files not uploaded stay in the spool for the next run.
+func (d *Destination) Close(ctx context.Context) error {
+	d.mu.Lock()
+	d.closing = true
+	d.cond.Broadcast()
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() { d.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		d.cancel()
+		d.mu.Lock()
+		d.cond.Broadcast()
+		d.mu.Unlock()
+		<-done
+	}
+	d.cancel()
+	files, bytes := d.Pending()
+	if files > 0 {
+		return fmt.Errorf("%d files (%d bytes) are still in the spool %s: they are uploaded when kafka-backup starts again with the same spool", files, bytes, d.cfg.Spool)
+	}
+	return nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Uploaded(string, int64, time.Duration) {}
+func (nopObserver) UploadFailed(string, int, error)       {}
+func (nopObserver) SpoolBytes(int64)                      {}
