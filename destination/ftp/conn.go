@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/textproto"
 	"time"
@@ -32,6 +33,26 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// tlsDataConn closes a TLS data connection the way servers need: it sends
+// close_notify and reads until the server closes. Closing a TLS 1.3 socket
+// with the server's session tickets unread makes the kernel reset it, and
+// vsftpd then drops the end of the upload ("426 Failure reading network
+// stream").
+type tlsDataConn struct {
+	*tls.Conn
+}
+
+func (c *tlsDataConn) Close() error {
+	err := c.Conn.Handshake()
+	if err == nil {
+		err = c.Conn.CloseWrite()
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, c.Conn)
+	}
+	return errors.Join(err, c.Conn.Close())
+}
+
 // dial opens and logs in one control connection. Every connection it makes
 // has deadlines; with TLS the control connection is upgraded by AUTH TLS and
 // every data connection is TLS too, resuming the control connection's
@@ -50,7 +71,7 @@ func dial(ctx context.Context, cfg *Config) (*jftp.ServerConn, error) {
 		if cfg.TLS != nil && !first {
 			// A data connection: jlaffaye/ftp leaves TLS to us when it
 			// dials through our function.
-			conn = tls.Client(conn, cfg.TLS)
+			conn = &tlsDataConn{tls.Client(conn, cfg.TLS)}
 		}
 		first = false
 		return conn, nil

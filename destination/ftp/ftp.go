@@ -61,6 +61,7 @@ type Observer interface {
 	Uploaded(remotePath string, bytes int64, took time.Duration)
 	UploadFailed(remotePath string, attempt int, err error)
 	SpoolBytes(bytes int64)
+	Error(err error)
 }
 
 // Destination uploads rolled files to an FTP server. It implements
@@ -337,6 +338,9 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if err := d.recordRange(c, j); err != nil {
 		return err
 	}
+	if err := appendJournal(filepath.Dir(j.local), j); err != nil {
+		return fmt.Errorf("recording the upload in the spool: %w", err)
+	}
 	if err := os.Remove(j.local); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("deleting uploaded spool file: %w", err)
 	}
@@ -420,13 +424,12 @@ type markerRange struct{ rolling.Range }
 
 // readMarker reads a folder's marker; a missing marker is empty.
 func readMarker(c *jftp.ServerConn, dir string) (map[string]markerRange, error) {
-	out := map[string]markerRange{}
 	r, err := c.Retr(path.Join(dir, MarkerName))
 	if err != nil {
 		if connBroken(err) {
 			return nil, err
 		}
-		return out, nil // 550: no marker yet
+		return map[string]markerRange{}, nil // 550: no marker yet
 	}
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if cerr := r.Close(); err == nil {
@@ -435,6 +438,12 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string]markerRange, error) 
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
 	}
+	return parseRanges(data), nil
+}
+
+// parseRanges parses marker and journal lines: "first last name".
+func parseRanges(data []byte) map[string]markerRange {
+	out := map[string]markerRange{}
 	for _, line := range strings.Split(string(data), "\n") {
 		var first, last int64
 		var name string
@@ -442,13 +451,29 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string]markerRange, error) 
 			out[name] = markerRange{rolling.Range{First: first, Last: last}}
 		}
 	}
-	return out, nil
+	return out
 }
 
-// Persisted returns the ranges of a partition's final files on the server
-// (from its marker; a final file the marker does not list, left by a crash
-// between rename and marker update, is downloaded and read) and of files
-// waiting in the spool.
+// JournalName is the name of the file, in each spool partition folder, that
+// lists the files this spool uploaded, in the marker's format. Persisted falls
+// back on it when the server cannot be reached.
+const JournalName = ".uploaded.ranges"
+
+func appendJournal(dir string, j *job) error {
+	f, err := os.OpenFile(filepath.Join(dir, JournalName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%d %d %s\n", j.first, j.last, j.name)
+	return errors.Join(err, f.Close())
+}
+
+// Persisted returns the ranges of a partition's files waiting in the spool,
+// of those this spool uploaded, and of the final files on the server (from
+// its marker; a final file the marker does not list, left by a crash between
+// rename and marker update, is downloaded and read). When the server cannot
+// be reached it says so through the Observer and returns what the spool
+// knows, so backups go on into the spool while the server is down.
 func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
 	var out []rolling.Range
 	spoolDir := rolling.PartitionDir(d.cfg.Spool, topic, partition)
@@ -463,6 +488,20 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 			}
 		}
 	}
+	if data, err := os.ReadFile(filepath.Join(spoolDir, JournalName)); err == nil {
+		for _, r := range parseRanges(data) {
+			out = append(out, r.Range)
+		}
+	}
+	remote, err := d.remoteRanges(ctx, topic, partition)
+	if err != nil {
+		d.obs.Error(fmt.Errorf("reading which offsets of %s/%d the FTP server already has: %w; going on with what the spool recorded, so records another instance uploaded meanwhile may be uploaded again", topic, partition, err))
+		return out, nil
+	}
+	return append(out, remote...), nil
+}
+
+func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
 	c, err := dial(ctx, &d.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
@@ -474,12 +513,13 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 		if connBroken(err) {
 			return nil, err
 		}
-		return out, nil // no folder yet
+		return nil, nil // no folder yet
 	}
 	ranges, err := readMarker(c, remote)
 	if err != nil {
 		return nil, err
 	}
+	var out []rolling.Range
 	for _, n := range names {
 		n = path.Base(n)
 		if _, ok := rolling.ParseFileName(n); !ok {
@@ -569,3 +609,4 @@ type nopObserver struct{}
 func (nopObserver) Uploaded(string, int64, time.Duration) {}
 func (nopObserver) UploadFailed(string, int, error)       {}
 func (nopObserver) SpoolBytes(int64)                      {}
+func (nopObserver) Error(error)                           {}

@@ -1,0 +1,326 @@
+package ftp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tests/ftptest"
+)
+
+// events records what the destination reports.
+type events struct {
+	mu       sync.Mutex
+	uploaded int
+	failures []string
+	errors   []string
+}
+
+func (e *events) Uploaded(string, int64, time.Duration) {
+	e.mu.Lock()
+	e.uploaded++
+	e.mu.Unlock()
+}
+
+func (e *events) UploadFailed(p string, attempt int, err error) {
+	e.mu.Lock()
+	e.failures = append(e.failures, fmt.Sprintf("%s #%d: %v", p, attempt, err))
+	e.mu.Unlock()
+}
+
+func (e *events) SpoolBytes(int64) {}
+
+func (e *events) Error(err error) {
+	e.mu.Lock()
+	e.errors = append(e.errors, err.Error())
+	e.mu.Unlock()
+}
+
+func (e *events) failed() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.failures...)
+}
+
+type rig struct {
+	srv    *ftptest.Server
+	dest   *ftp.Destination
+	writer *rolling.Writer
+	ev     *events
+	spool  string
+}
+
+func newRig(t *testing.T, srv *ftptest.Server, tweak func(*ftp.Config)) *rig {
+	t.Helper()
+	ev := &events{}
+	cfg := ftp.Config{
+		Addr: srv.Addr, User: srv.User, Password: srv.Password, TLS: srv.ClientTLSConfig(),
+		Root: "/backup/10MB", Spool: t.TempDir(), Instance: "test-1",
+		ConnectTimeout: 2 * time.Second, IOTimeout: 2 * time.Second, MaxConnections: 2,
+		Observer: ev,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	d, err := ftp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := rolling.New(rolling.Config{Dir: cfg.Spool, Instance: cfg.Instance, MaxSize: 8 << 10, IdleTimeout: time.Hour, Destination: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{srv: srv, dest: d, writer: w, ev: ev, spool: cfg.Spool}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		w.Close(ctx)
+		d.Close(ctx)
+	})
+	return r
+}
+
+func records(first, n int64) []segment.Record {
+	recs := make([]segment.Record, n)
+	for i := range recs {
+		off := first + int64(i)
+		recs[i] = segment.Record{Offset: off, Timestamp: 1700000000000 + off, Key: fmt.Appendf(nil, "k%d", off), Value: []byte(strings.Repeat("v", int(off%200)))}
+	}
+	return recs
+}
+
+// drain writes recs to partition 0 of topic test, closes the writer and
+// waits until every file is uploaded.
+func (r *rig) drain(t *testing.T, recs []segment.Record) {
+	t.Helper()
+	ctx := context.Background()
+	if len(recs) > 0 {
+		if err := r.writer.Write(ctx, "test", 0, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.writer.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if files, _ := r.dest.Pending(); files == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("uploads did not finish; failures: %q", r.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// remoteOffsets reads every final file the server holds for test/0 and
+// returns the offsets in them, failing on a duplicate or a misnamed file.
+func remoteOffsets(t *testing.T, srv *ftptest.Server) []int64 {
+	t.Helper()
+	dir := srv.LocalPath("/backup/10MB/test/0")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	var offs []int64
+	for _, e := range entries {
+		first, ok := rolling.ParseFileName(e.Name())
+		if !ok {
+			if e.Name() != ftp.MarkerName {
+				t.Errorf("unexpected file left on the server: %s", e.Name())
+			}
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd := segment.NewReader(f)
+		for i := 0; ; i++ {
+			b, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", e.Name(), err)
+			}
+			if i == 0 && b.BaseOffset != first {
+				t.Errorf("%s starts at offset %d", e.Name(), b.BaseOffset)
+			}
+			recs, err := b.Records()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if seen[r.Offset] {
+					t.Errorf("offset %d is in two files", r.Offset)
+				}
+				seen[r.Offset] = true
+				offs = append(offs, r.Offset)
+			}
+		}
+		f.Close()
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	return offs
+}
+
+func assertAll(t *testing.T, srv *ftptest.Server, n int64) {
+	t.Helper()
+	offs := remoteOffsets(t, srv)
+	if int64(len(offs)) != n {
+		t.Fatalf("server holds %d records, want %d", len(offs), n)
+	}
+	for i, o := range offs {
+		if o != int64(i) {
+			t.Fatalf("offset %d missing", i)
+		}
+	}
+}
+
+func TestUploads(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, nil)
+	r.drain(t, records(0, 2000))
+	assertAll(t, srv, 2000)
+	if left := spoolFiles(t, r.spool); len(left) > 0 {
+		t.Fatalf("spool still holds %v", left)
+	}
+}
+
+func TestFTPS(t *testing.T) {
+	srv := ftptest.Start(t, ftptest.WithTLS())
+	r := newRig(t, srv, nil)
+	r.drain(t, records(0, 500))
+	assertAll(t, srv, 500)
+}
+
+func TestFaults(t *testing.T) {
+	for name, f := range map[string]ftptest.Fault{
+		"552 on open":       {RejectUploads: 2},
+		"552 mid write":     {FailWrites: 2},
+		"drop mid upload":   {DropMidUpload: 2},
+		"silent truncation": {TruncateUploads: 2},
+		"failing rename":    {FailRenames: 2},
+		"drop after rename": {DropAfterRename: 2},
+		"failing mkdir":     {FailMkdirs: 2},
+		"refused login":     {FailLogins: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := ftptest.Start(t)
+			srv.Inject(f)
+			r := newRig(t, srv, nil)
+			r.drain(t, records(0, 1500))
+			assertAll(t, srv, 1500)
+			if fired := srv.Counts().Fired; fired == (ftptest.Fault{}) {
+				t.Fatal("no fault fired")
+			}
+			if len(r.ev.failed()) == 0 {
+				t.Fatal("no upload failure was reported")
+			}
+		})
+	}
+}
+
+func TestFrozenServerTimesOut(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, func(c *ftp.Config) { c.IOTimeout = 300 * time.Millisecond; c.ConnectTimeout = 300 * time.Millisecond })
+	srv.Freeze()
+	if err := r.writer.Write(context.Background(), "test", 0, records(0, 300)); err != nil {
+		t.Fatal(err)
+	}
+	r.writer.Close(context.Background())
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.ev.failed()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a frozen server did not make an upload fail")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f := r.ev.failed()[0]; !strings.Contains(f, "timeout") {
+		t.Errorf("failure does not say timeout: %s", f)
+	}
+	srv.Unfreeze()
+	r.drain(t, nil)
+	assertAll(t, srv, 300)
+}
+
+// TestOutageAndSpoolLimit stops the server, fills the spool past its limit,
+// checks that Ready refuses, restarts the server and checks everything
+// arrives once.
+func TestOutageAndSpoolLimit(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, func(c *ftp.Config) { c.SpoolLimit = 20 << 10 })
+	srv.Stop()
+	ctx := context.Background()
+	var n int64
+	for r.dest.Ready() == nil {
+		if err := r.writer.Write(ctx, "test", 0, records(n, 100)); err != nil {
+			t.Fatal(err)
+		}
+		n += 100
+		if n > 100000 {
+			t.Fatal("Ready never refused while the server was down")
+		}
+	}
+	if err := r.dest.Ready(); !strings.Contains(err.Error(), "spool") {
+		t.Fatalf("Ready: %v", err)
+	}
+	srv.Restart()
+	r.drain(t, nil)
+	assertAll(t, srv, n)
+	if r.dest.Ready() != nil {
+		t.Fatal("Ready still refuses after the spool drained")
+	}
+}
+
+// TestRestartUploadsSpoolAndSkipsPersisted: files left in the spool by a
+// previous run are uploaded by the next, and records the server already has
+// are skipped.
+func TestRestartUploadsSpoolAndSkipsPersisted(t *testing.T) {
+	srv := ftptest.Start(t)
+	spool := t.TempDir()
+	srv.Stop()
+	r1 := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool })
+	if err := r1.writer.Write(context.Background(), "test", 0, records(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	r1.writer.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	r1.dest.Close(ctx) // the server is down: files stay in the spool
+	cancel()
+	if len(spoolFiles(t, spool)) == 0 {
+		t.Fatal("nothing left in the spool")
+	}
+	srv.Restart()
+	r2 := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool; c.Instance = "test-2" })
+	r2.drain(t, records(0, 1500)) // a replay from offset 0
+	assertAll(t, srv, 1500)
+}
+
+func spoolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() != ftp.JournalName {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
