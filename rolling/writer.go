@@ -227,6 +227,11 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if w.isClosed() {
+		// Close ran between w.partition and p.mu.Lock and has finalized p
+		// already: a file opened now would never be finalized.
+		return ErrClosed
+	}
 	if err := w.load(ctx, p); err != nil {
 		return err
 	}
@@ -391,6 +396,12 @@ func (w *Writer) filter(p *partition, recs []segment.Record) []segment.Record {
 // the open one.
 func (w *Writer) written(p *partition, off int64) bool {
 	return p.done.contains(off) || (p.f != nil && off >= p.cur.FirstOffset && off <= p.cur.LastOffset)
+}
+
+func (w *Writer) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
 }
 
 func (w *Writer) partition(topic string, id int32) (*partition, error) {

@@ -1,0 +1,64 @@
+package rolling
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestRangeSet(t *testing.T) {
+	s := newRangeSet()
+	if s.contains(0) || s.contains(-1) {
+		t.Fatal("an empty set contains something")
+	}
+	add := func(first, last int64, want ...Range) {
+		t.Helper()
+		s.add(Range{first, last})
+		if !reflect.DeepEqual(s.r, want) {
+			t.Fatalf("after adding %d-%d: %v, want %v", first, last, s.r, want)
+		}
+	}
+	add(10, 19, Range{10, 19})
+	add(30, 39, Range{10, 19}, Range{30, 39})
+	add(0, 4, Range{0, 4}, Range{10, 19}, Range{30, 39})
+	add(20, 20, Range{0, 4}, Range{10, 20}, Range{30, 39}) // touches the one before
+	add(29, 29, Range{0, 4}, Range{10, 20}, Range{29, 39}) // touches the one after
+	add(50, 60, Range{0, 4}, Range{10, 20}, Range{29, 39}, Range{50, 60})
+	add(15, 52, Range{0, 4}, Range{10, 60}) // swallows several
+	add(5, 9, Range{0, 60})                 // fills the gap exactly
+	add(100, 100, Range{0, 60}, Range{100, 100})
+	add(1, 2, Range{0, 60}, Range{100, 100}) // inside
+	add(-5, -1, Range{-5, 60}, Range{100, 100})
+	if s.max != 100 {
+		t.Fatalf("max = %d, want 100", s.max)
+	}
+	for off, want := range map[int64]bool{-6: false, -5: true, 0: true, 60: true, 61: false, 99: false, 100: true, 101: false} {
+		if got := s.contains(off); got != want {
+			t.Errorf("contains(%d) = %v, want %v", off, got, want)
+		}
+	}
+}
+
+func TestRangeSetManyDisjoint(t *testing.T) {
+	s := newRangeSet()
+	// Every other offset, added in a scrambled order.
+	for i := int64(0); i < 100; i++ {
+		off := (i * 37 % 100) * 2
+		s.add(Range{off, off})
+	}
+	if len(s.r) != 100 {
+		t.Fatalf("%d ranges, want 100", len(s.r))
+	}
+	for off := int64(-1); off <= 200; off++ {
+		want := off >= 0 && off < 200 && off%2 == 0
+		if s.contains(off) != want {
+			t.Fatalf("contains(%d) = %v", off, !want)
+		}
+	}
+	// Filling the odd offsets merges everything into one range.
+	for off := int64(1); off < 200; off += 2 {
+		s.add(Range{off, off})
+	}
+	if !reflect.DeepEqual(s.r, []Range{{0, 199}}) {
+		t.Fatalf("ranges %v, want one", s.r)
+	}
+}
