@@ -1,11 +1,13 @@
 package rolling
 
-import "sort"
+import (
+	"sort"
 
-// Range is an inclusive range of offsets held by one file.
-type Range struct {
-	First, Last int64
-}
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// Range is an inclusive range of offsets held in files.
+type Range = segment.Range
 
 // rangeSet is a sorted set of disjoint offset ranges.
 type rangeSet struct {

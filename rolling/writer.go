@@ -75,16 +75,19 @@ const (
 // File describes a file that has rolled: complete, closed, and still under its
 // in-progress name.
 type File struct {
-	Topic          string
-	Partition      int32
-	Path           string // the in-progress file on local disk
-	Name           string // the final name, in the same folder
-	FirstOffset    int64
-	LastOffset     int64
-	Records        int64
-	Bytes          int64
-	MaxTimestamp   int64
-	MinTimestamp   int64
+	Topic        string
+	Partition    int32
+	Path         string // the in-progress file on local disk
+	Name         string // the final name, in the same folder
+	FirstOffset  int64
+	LastOffset   int64
+	Records      int64
+	Bytes        int64
+	MaxTimestamp int64
+	MinTimestamp int64
+	// Ranges are the offsets the file's batches cover, contiguous batches
+	// merged. The file holds no offset outside them.
+	Ranges         []Range
 	Reason         Reason
 	Fsync          bool // whether the destination must fsync what it makes of it
 	Opened, Closed time.Time
@@ -161,7 +164,7 @@ type partition struct {
 	id        int32
 	dir       string
 	loaded    bool     // persisted ranges read from the destination
-	done      rangeSet // offsets in files that rolled (this run or before)
+	written   rangeSet // offsets in files, rolled or open, this run or before
 	from      int64
 	unpubl    []File // rolled but not yet accepted by the destination
 	retryAt   time.Time
@@ -174,8 +177,9 @@ type partition struct {
 }
 
 type encoder struct {
-	enc *segment.Encoder
-	buf []byte
+	enc    *segment.Encoder
+	buf    []byte
+	ranges []Range
 }
 
 // New returns a Writer and starts its background roller, which finalizes
@@ -267,7 +271,8 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		}
 		// Fill the open file with as many batches as fit.
 		e.buf = e.buf[:0]
-		var n, batches int
+		e.ranges = e.ranges[:0]
+		var n int
 		for len(recs) > 0 && (p.cur.Records == 0 || recs[0].Offset > p.cur.LastOffset) {
 			room := w.cfg.MaxSize - p.cur.Bytes - int64(len(e.buf))
 			var k int
@@ -281,12 +286,18 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 				e.buf, k = e.enc.AppendBatch(e.buf, recs[:1], math.MaxInt64)
 			}
 			p.noteRecords(recs[:k])
+			e.ranges = append(e.ranges, Range{First: recs[0].Offset, Last: recs[k-1].Offset})
 			n += k
-			batches++
 			recs = recs[k:]
 		}
 		if err := w.append(p, e.buf); err != nil {
 			return err
+		}
+		// Only offsets of batches now in the file count as written: a gap
+		// between two writes may be filled by a later, out-of-order write.
+		for _, r := range e.ranges {
+			p.written.add(r)
+			p.cur.Ranges = segment.AppendRange(p.cur.Ranges, r)
 		}
 		w.obs.Written(p.topic, p.id, n, len(e.buf))
 		p.lastWrite = now
@@ -395,7 +406,7 @@ func (w *Writer) filter(p *partition, recs []segment.Record) []segment.Record {
 // written reports whether off is already in a file of p: one that rolled or
 // the open one.
 func (w *Writer) written(p *partition, off int64) bool {
-	return p.done.contains(off) || (p.f != nil && off >= p.cur.FirstOffset && off <= p.cur.LastOffset)
+	return p.written.contains(off)
 }
 
 func (w *Writer) isClosed() bool {
@@ -420,7 +431,7 @@ func (w *Writer) partition(topic string, id int32) (*partition, error) {
 	if id < 0 {
 		return nil, fmt.Errorf("partition %d of topic %q is negative", id, topic)
 	}
-	p := &partition{topic: topic, id: id, dir: PartitionDir(w.cfg.Dir, topic, id), done: newRangeSet()}
+	p := &partition{topic: topic, id: id, dir: PartitionDir(w.cfg.Dir, topic, id), written: newRangeSet()}
 	if w.cfg.OffsetFrom != nil {
 		p.from = w.cfg.OffsetFrom(topic, id)
 	}
@@ -441,7 +452,7 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 		return fmt.Errorf("reading which offsets of %s/%d are already backed up: %w", p.topic, p.id, err)
 	}
 	for _, r := range ranges {
-		p.done.add(r)
+		p.written.add(r)
 	}
 	p.loaded = true
 	return nil
@@ -482,7 +493,6 @@ func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) {
 		os.Remove(file.Path)
 		return
 	}
-	p.done.add(Range{file.FirstOffset, file.LastOffset})
 	if err != nil {
 		// The data was written but the close or fsync failed: keep the
 		// file; it is offered to the destination again later.

@@ -6,6 +6,21 @@ import (
 	"io"
 )
 
+// Range is an inclusive range of offsets.
+type Range struct {
+	First, Last int64
+}
+
+// AppendRange appends r to rs, merging it into the last range when the two
+// are contiguous (r starts right after it).
+func AppendRange(rs []Range, r Range) []Range {
+	if n := len(rs); n > 0 && rs[n-1].Last+1 == r.First {
+		rs[n-1].Last = r.Last
+		return rs
+	}
+	return append(rs, r)
+}
+
 // Span is what the batch headers of a file say about it.
 type Span struct {
 	FirstOffset int64 // base offset of the first batch
@@ -13,6 +28,10 @@ type Span struct {
 	Batches     int
 	Records     int64
 	Size        int64 // bytes up to the end of the last complete batch
+	// Ranges are the offsets the batches cover, contiguous batches merged.
+	// A gap between two batches is not covered: the offsets in it may exist
+	// in Kafka and never have been written.
+	Ranges []Range
 }
 
 // ReadSpan walks the batch headers of a file of the given size without
@@ -42,6 +61,7 @@ func ReadSpan(r io.ReaderAt, size int64) (Span, error) {
 			s.FirstOffset = base
 		}
 		s.LastOffset = base + int64(int32(binary.BigEndian.Uint32(hdr[offLastOffsetDelta:])))
+		s.Ranges = AppendRange(s.Ranges, Range{First: base, Last: s.LastOffset})
 		s.Records += int64(int32(binary.BigEndian.Uint32(hdr[offNumRecords:])))
 		s.Batches++
 		pos += logOverhead + length

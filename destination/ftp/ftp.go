@@ -33,8 +33,9 @@ import (
 )
 
 // MarkerName is the name of the file, in each remote partition folder, that
-// lists the offset range of every final file in it, one "first last name"
-// line each. It lets a restarted writer skip records already uploaded
+// lists the offsets every final file in it covers, one line each:
+// "<name> <first>-<last>[,<first>-<last>…]" (a file's batches, contiguous
+// ones merged). It lets a restarted writer skip records already uploaded
 // without downloading the files.
 const MarkerName = ".kafka-backup.ranges"
 
@@ -90,8 +91,7 @@ type job struct {
 	remote    string // remote partition folder
 	name      string // final name
 	size      int64
-	first     int64
-	last      int64
+	ranges    []rolling.Range
 	attempt   int
 	notBefore time.Time
 }
@@ -149,7 +149,7 @@ func (d *Destination) queueSpool() error {
 		if span.Batches == 0 {
 			return fmt.Errorf("spool file %s holds no complete batch (%v): move it away and restart", p, err)
 		}
-		d.enqueue(&job{local: p, remote: path.Join(d.cfg.Root, filepath.ToSlash(rel)), name: e.Name(), size: span.Size, first: span.FirstOffset, last: span.LastOffset})
+		d.enqueue(&job{local: p, remote: path.Join(d.cfg.Root, filepath.ToSlash(rel)), name: e.Name(), size: span.Size, ranges: span.Ranges})
 		return nil
 	})
 }
@@ -164,7 +164,7 @@ func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 	d.enqueue(&job{
 		local:  final,
 		remote: path.Join(d.cfg.Root, f.Topic, strconv.Itoa(int(f.Partition))),
-		name:   f.Name, size: f.Bytes, first: f.FirstOffset, last: f.LastOffset,
+		name:   f.Name, size: f.Bytes, ranges: f.Ranges,
 	})
 	return nil
 }
@@ -387,18 +387,19 @@ func (d *Destination) recordRange(c *jftp.ServerConn, j *job) error {
 	if err != nil {
 		return err
 	}
-	if r, ok := ranges[j.name]; ok && r.First == j.first && r.Last == j.last {
+	line := rangeLine(j.name, j.ranges)
+	if old, ok := ranges[j.name]; ok && rangeLine(j.name, old) == line {
 		return nil
 	}
-	ranges[j.name] = markerRange{rolling.Range{First: j.first, Last: j.last}}
-	var buf bytes.Buffer
+	ranges[j.name] = j.ranges
 	names := make([]string, 0, len(ranges))
 	for n := range ranges {
 		names = append(names, n)
 	}
-	sort.Slice(names, func(a, b int) bool { return ranges[names[a]].First < ranges[names[b]].First })
+	sort.Slice(names, func(a, b int) bool { return ranges[names[a]][0].First < ranges[names[b]][0].First })
+	var buf bytes.Buffer
 	for _, n := range names {
-		fmt.Fprintf(&buf, "%d %d %s\n", ranges[n].First, ranges[n].Last, n)
+		buf.WriteString(rangeLine(n, ranges[n]))
 	}
 	marker := path.Join(j.remote, MarkerName)
 	tmp := path.Join(j.remote, MarkerName+"."+d.cfg.Instance+".tmp")
@@ -420,16 +421,30 @@ func (d *Destination) recordRange(c *jftp.ServerConn, j *job) error {
 	return nil
 }
 
-type markerRange struct{ rolling.Range }
+// rangeLine formats one marker or journal line.
+func rangeLine(name string, ranges []rolling.Range) string {
+	var b strings.Builder
+	b.WriteString(name)
+	for i, r := range ranges {
+		if i == 0 {
+			b.WriteByte(' ')
+		} else {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%d-%d", r.First, r.Last)
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
 
 // readMarker reads a folder's marker; a missing marker is empty.
-func readMarker(c *jftp.ServerConn, dir string) (map[string]markerRange, error) {
+func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, error) {
 	r, err := c.Retr(path.Join(dir, MarkerName))
 	if err != nil {
 		if connBroken(err) {
 			return nil, err
 		}
-		return map[string]markerRange{}, nil // 550: no marker yet
+		return map[string][]rolling.Range{}, nil // 550: no marker yet
 	}
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if cerr := r.Close(); err == nil {
@@ -441,14 +456,25 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string]markerRange, error) 
 	return parseRanges(data), nil
 }
 
-// parseRanges parses marker and journal lines: "first last name".
-func parseRanges(data []byte) map[string]markerRange {
-	out := map[string]markerRange{}
+// parseRanges parses marker and journal lines; a later line for a name wins.
+func parseRanges(data []byte) map[string][]rolling.Range {
+	out := map[string][]rolling.Range{}
 	for _, line := range strings.Split(string(data), "\n") {
-		var first, last int64
-		var name string
-		if n, _ := fmt.Sscanf(line, "%d %d %s", &first, &last, &name); n == 3 {
-			out[name] = markerRange{rolling.Range{First: first, Last: last}}
+		name, list, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		var rs []rolling.Range
+		for _, part := range strings.Split(list, ",") {
+			var r rolling.Range
+			if n, _ := fmt.Sscanf(part, "%d-%d", &r.First, &r.Last); n != 2 || r.Last < r.First {
+				rs = nil
+				break
+			}
+			rs = append(rs, r)
+		}
+		if len(rs) > 0 {
+			out[name] = rs
 		}
 	}
 	return out
@@ -464,7 +490,7 @@ func appendJournal(dir string, j *job) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(f, "%d %d %s\n", j.first, j.last, j.name)
+	_, err = f.WriteString(rangeLine(j.name, j.ranges))
 	return errors.Join(err, f.Close())
 }
 
@@ -483,14 +509,13 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 	}
 	for _, e := range entries {
 		if _, ok := rolling.ParseFileName(e.Name()); ok {
-			if span, _ := localSpan(filepath.Join(spoolDir, e.Name())); span.Batches > 0 {
-				out = append(out, rolling.Range{First: span.FirstOffset, Last: span.LastOffset})
-			}
+			span, _ := localSpan(filepath.Join(spoolDir, e.Name()))
+			out = append(out, span.Ranges...)
 		}
 	}
 	if data, err := os.ReadFile(filepath.Join(spoolDir, JournalName)); err == nil {
-		for _, r := range parseRanges(data) {
-			out = append(out, r.Range)
+		for _, rs := range parseRanges(data) {
+			out = append(out, rs...)
 		}
 	}
 	remote, err := d.remoteRanges(ctx, topic, partition)
@@ -525,43 +550,38 @@ func (d *Destination) remoteRanges(ctx context.Context, topic string, partition 
 		if _, ok := rolling.ParseFileName(n); !ok {
 			continue
 		}
-		if r, ok := ranges[n]; ok {
-			out = append(out, r.Range)
+		if rs, ok := ranges[n]; ok {
+			out = append(out, rs...)
 			continue
 		}
-		r, err := remoteSpan(c, path.Join(remote, n))
+		rs, err := remoteSpan(c, path.Join(remote, n))
 		if err != nil {
 			return nil, err
 		}
-		if r != nil {
-			out = append(out, *r)
-		}
+		out = append(out, rs...)
 	}
 	return out, nil
 }
 
-// remoteSpan downloads one remote file and returns the range its complete
-// batches hold.
-func remoteSpan(c *jftp.ServerConn, p string) (*rolling.Range, error) {
+// remoteSpan downloads one remote file and returns the offsets its complete
+// batches cover.
+func remoteSpan(c *jftp.ServerConn, p string) ([]rolling.Range, error) {
 	resp, err := c.Retr(p)
 	if err != nil {
 		return nil, fmt.Errorf("downloading %s to read its offsets: %w", p, err)
 	}
 	defer resp.Close()
 	rd := segment.NewReader(resp)
-	var r *rolling.Range
+	var rs []rolling.Range
 	for {
 		b, err := rd.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, segment.ErrTorn) || errors.Is(err, segment.ErrCorrupt) {
-				return r, nil
+				return rs, nil
 			}
 			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
-		if r == nil {
-			r = &rolling.Range{First: b.BaseOffset}
-		}
-		r.Last = b.LastOffset
+		rs = segment.AppendRange(rs, rolling.Range{First: b.BaseOffset, Last: b.LastOffset})
 	}
 }
 

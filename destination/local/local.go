@@ -46,8 +46,9 @@ func (d *Destination) Persisted(_ context.Context, topic string, partition int32
 	return FinalRanges(rolling.PartitionDir(d.root, topic, partition))
 }
 
-// FinalRanges returns the offset range of each final file in dir, read from
-// batch headers only. A missing folder holds nothing.
+// FinalRanges returns the offsets the final files in dir cover, read from
+// batch headers only: each file's batches, contiguous ones merged. A missing
+// folder holds nothing.
 func FinalRanges(dir string) ([]rolling.Range, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -68,7 +69,7 @@ func FinalRanges(dir string) ([]rolling.Range, error) {
 			}
 			continue
 		}
-		out = append(out, rolling.Range{First: span.FirstOffset, Last: span.LastOffset})
+		out = append(out, span.Ranges...)
 	}
 	return out, nil
 }

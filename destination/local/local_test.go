@@ -202,7 +202,9 @@ func TestFinalRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []rolling.Range{{First: 0, Last: 9}, {First: 10, Last: 19}, {First: 20, Last: 29}, {First: 30, Last: 35}, {First: 60, Last: 64}}
+	// Gaps between batches are not covered: offsets 31, 33 and 34 may
+	// still come.
+	want := []rolling.Range{{First: 0, Last: 9}, {First: 10, Last: 19}, {First: 20, Last: 29}, {First: 30, Last: 30}, {First: 32, Last: 32}, {First: 35, Last: 35}, {First: 60, Last: 64}}
 	if got = sorted(got); !slices.Equal(got, want) {
 		t.Fatalf("FinalRanges = %v, want %v", got, want)
 	}
