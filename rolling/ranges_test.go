@@ -12,22 +12,22 @@ func TestRangeSet(t *testing.T) {
 	}
 	add := func(first, last int64, want ...Range) {
 		t.Helper()
-		s.add(Range{first, last})
+		s.add(Range{First: first, Last: last})
 		if !reflect.DeepEqual(s.r, want) {
 			t.Fatalf("after adding %d-%d: %v, want %v", first, last, s.r, want)
 		}
 	}
-	add(10, 19, Range{10, 19})
-	add(30, 39, Range{10, 19}, Range{30, 39})
-	add(0, 4, Range{0, 4}, Range{10, 19}, Range{30, 39})
-	add(20, 20, Range{0, 4}, Range{10, 20}, Range{30, 39}) // touches the one before
-	add(29, 29, Range{0, 4}, Range{10, 20}, Range{29, 39}) // touches the one after
-	add(50, 60, Range{0, 4}, Range{10, 20}, Range{29, 39}, Range{50, 60})
-	add(15, 52, Range{0, 4}, Range{10, 60}) // swallows several
-	add(5, 9, Range{0, 60})                 // fills the gap exactly
-	add(100, 100, Range{0, 60}, Range{100, 100})
-	add(1, 2, Range{0, 60}, Range{100, 100}) // inside
-	add(-5, -1, Range{-5, 60}, Range{100, 100})
+	add(10, 19, Range{First: 10, Last: 19})
+	add(30, 39, Range{First: 10, Last: 19}, Range{First: 30, Last: 39})
+	add(0, 4, Range{First: 0, Last: 4}, Range{First: 10, Last: 19}, Range{First: 30, Last: 39})
+	add(20, 20, Range{First: 0, Last: 4}, Range{First: 10, Last: 20}, Range{First: 30, Last: 39}) // touches the one before
+	add(29, 29, Range{First: 0, Last: 4}, Range{First: 10, Last: 20}, Range{First: 29, Last: 39}) // touches the one after
+	add(50, 60, Range{First: 0, Last: 4}, Range{First: 10, Last: 20}, Range{First: 29, Last: 39}, Range{First: 50, Last: 60})
+	add(15, 52, Range{First: 0, Last: 4}, Range{First: 10, Last: 60}) // swallows several
+	add(5, 9, Range{First: 0, Last: 60})                 // fills the gap exactly
+	add(100, 100, Range{First: 0, Last: 60}, Range{First: 100, Last: 100})
+	add(1, 2, Range{First: 0, Last: 60}, Range{First: 100, Last: 100}) // inside
+	add(-5, -1, Range{First: -5, Last: 60}, Range{First: 100, Last: 100})
 	if s.max != 100 {
 		t.Fatalf("max = %d, want 100", s.max)
 	}
@@ -43,7 +43,7 @@ func TestRangeSetManyDisjoint(t *testing.T) {
 	// Every other offset, added in a scrambled order.
 	for i := int64(0); i < 100; i++ {
 		off := (i * 37 % 100) * 2
-		s.add(Range{off, off})
+		s.add(Range{First: off, Last: off})
 	}
 	if len(s.r) != 100 {
 		t.Fatalf("%d ranges, want 100", len(s.r))
@@ -56,9 +56,9 @@ func TestRangeSetManyDisjoint(t *testing.T) {
 	}
 	// Filling the odd offsets merges everything into one range.
 	for off := int64(1); off < 200; off += 2 {
-		s.add(Range{off, off})
+		s.add(Range{First: off, Last: off})
 	}
-	if !reflect.DeepEqual(s.r, []Range{{0, 199}}) {
+	if !reflect.DeepEqual(s.r, []Range{{First: 0, Last: 199}}) {
 		t.Fatalf("ranges %v, want one", s.r)
 	}
 }

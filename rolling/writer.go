@@ -210,6 +210,9 @@ func New(cfg Config) (*Writer, error) {
 	if w.obs == nil {
 		w.obs = nopObserver{}
 	}
+	if err := w.recoverAll(context.Background()); err != nil {
+		w.obs.Error(err)
+	}
 	w.encoders.New = func() any {
 		e, _ := segment.NewEncoder(cfg.Compression)
 		return &encoder{enc: e}
@@ -464,6 +467,11 @@ func (w *Writer) open(p *partition, first int64, now time.Time) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening in-progress file for %s/%d: %w", p.topic, p.id, err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("locking in-progress file %s: %w", path, err)
 	}
 	p.f = f
 	p.cur = File{Topic: p.topic, Partition: p.id, Path: path, Name: name, FirstOffset: first, LastOffset: first - 1, Opened: now}

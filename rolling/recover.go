@@ -1,0 +1,163 @@
+package rolling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// ReasonRecovered is the reason of a file finalized at start from an
+// in-progress file a writer left behind when it crashed.
+const ReasonRecovered Reason = "recovered"
+
+// lockFile takes the advisory lock that marks an in-progress file as being
+// written by a live process. The operating system drops it when the process
+// dies, however it dies.
+func lockFile(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+}
+
+// parseInProgressName splits ".<final>.<instance>.inprogress".
+func parseInProgressName(name string) (final, instance string, ok bool) {
+	if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, InProgressSuffix) {
+		return "", "", false
+	}
+	rest := strings.TrimSuffix(name[1:], InProgressSuffix)
+	// The final name is digits, or 20 digits and ".log"; the instance has no
+	// dots.
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
+		return "", "", false
+	}
+	final, instance = rest[:i], rest[i+1:]
+	if _, ok := ParseFileName(final); !ok || instance == "" {
+		return "", "", false
+	}
+	return final, instance, true
+}
+
+// recoverAll finalizes the in-progress files below Dir that no live writer
+// holds: what a crashed writer left. Each is cut back to its last complete
+// batch (a torn tail was never acknowledged) and handed to the destination
+// under the name of its first offset, unless the destination already holds
+// all its offsets, in which case it is deleted. Files a live writer holds
+// (another instance sharing Dir) are left alone.
+func (w *Writer) recoverAll(ctx context.Context) error {
+	topics, err := os.ReadDir(w.cfg.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s to recover in-progress files: %w", w.cfg.Dir, err)
+	}
+	var errs []error
+	for _, t := range topics {
+		if !t.IsDir() || ValidTopic(t.Name()) != nil {
+			continue
+		}
+		parts, err := os.ReadDir(filepath.Join(w.cfg.Dir, t.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, p := range parts {
+			id, err := strconv.ParseInt(p.Name(), 10, 32)
+			if !p.IsDir() || err != nil || id < 0 {
+				continue
+			}
+			if err := w.recoverPartition(ctx, t.Name(), int32(id)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) error {
+	dir := PartitionDir(w.cfg.Dir, topic, id)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var persisted *rangeSet
+	var errs []error
+	for _, e := range entries {
+		if _, inst, ok := parseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
+			continue
+		}
+		if persisted == nil {
+			rs, err := w.cfg.Destination.Persisted(ctx, topic, id)
+			if err != nil {
+				return fmt.Errorf("recovering in-progress files of %s/%d: %w", topic, id, err)
+			}
+			s := newRangeSet()
+			for _, r := range rs {
+				s.add(r)
+			}
+			persisted = &s
+		}
+		if err := w.recoverFile(ctx, topic, id, filepath.Join(dir, e.Name()), persisted); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path string, persisted *rangeSet) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("recovering %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := lockFile(f); err != nil {
+		return nil // a live writer holds it
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("recovering %s: %w", path, err)
+	}
+	span, spanErr := segment.ReadSpan(f, st.Size())
+	if span.Batches == 0 {
+		// Nothing complete in it, so nothing in it was acknowledged.
+		f.Close()
+		return os.Remove(path)
+	}
+	if spanErr != nil {
+		if err := f.Truncate(span.Size); err != nil {
+			return fmt.Errorf("cutting the torn tail of %s at byte %d: %w", path, span.Size, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("recovering %s: fsync: %w", path, err)
+	}
+	covered := true
+	for _, r := range span.Ranges {
+		for o := r.First; o <= r.Last && covered; o++ {
+			covered = persisted.contains(o)
+		}
+	}
+	if covered {
+		f.Close()
+		return os.Remove(path)
+	}
+	file := File{
+		Topic: topic, Partition: id, Path: path, Name: w.cfg.Naming.FileName(span.FirstOffset),
+		FirstOffset: span.FirstOffset, LastOffset: span.LastOffset, Records: span.Records, Bytes: span.Size,
+		Ranges: span.Ranges, Reason: ReasonRecovered, Fsync: true,
+	}
+	if err := w.cfg.Destination.Publish(ctx, file); err != nil {
+		return fmt.Errorf("finalizing recovered %s as %s: %w", path, file.Name, err)
+	}
+	for _, r := range span.Ranges {
+		persisted.add(r)
+	}
+	w.obs.Finalized(file)
+	return nil
+}
