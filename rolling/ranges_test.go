@@ -24,7 +24,7 @@ func TestRangeSet(t *testing.T) {
 	add(29, 29, Range{First: 0, Last: 4}, Range{First: 10, Last: 20}, Range{First: 29, Last: 39}) // touches the one after
 	add(50, 60, Range{First: 0, Last: 4}, Range{First: 10, Last: 20}, Range{First: 29, Last: 39}, Range{First: 50, Last: 60})
 	add(15, 52, Range{First: 0, Last: 4}, Range{First: 10, Last: 60}) // swallows several
-	add(5, 9, Range{First: 0, Last: 60})                 // fills the gap exactly
+	add(5, 9, Range{First: 0, Last: 60})                              // fills the gap exactly
 	add(100, 100, Range{First: 0, Last: 60}, Range{First: 100, Last: 100})
 	add(1, 2, Range{First: 0, Last: 60}, Range{First: 100, Last: 100}) // inside
 	add(-5, -1, Range{First: -5, Last: 60}, Range{First: 100, Last: 100})
