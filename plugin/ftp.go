@@ -77,7 +77,7 @@ func ftpSpec() *service.ConfigField {
 		service.NewStringField(fieldFTPSpoolLimit).
 			Description("When files waiting for upload exceed this, the output stops acknowledging and Kafka consumption pauses until uploads catch up, instead of filling the disk. Size units as for `size`.").
 			Default("1GiB").
-			LintRule(units.SizeLintRule("fs.ftp."+fieldFTPSpoolLimit)),
+			LintRule(units.SizeLintRule("fs.ftp."+fieldFTPSpoolLimit, 1)),
 	).Description("FTP server settings, used when `schema` is `ftp`.").Optional()
 }
 

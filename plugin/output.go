@@ -43,6 +43,9 @@ const (
 	defaultRollDuration = "1m"
 	defaultMaxAge       = "1h"
 	defaultMaxInFlight  = 16
+
+	// minFileSize is the smallest size: one batch header and one record.
+	minFileSize = segment.HeaderSize + 8
 )
 
 // schemaLintRule is the lint rule of fs.schema: one of schemas.
@@ -85,7 +88,7 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 			service.NewStringField(fieldSize).
 				Description("Roll a file before it would exceed this size. A file is larger only when it holds one record that alone is larger. Units: "+strings.Join(units.SizeUnitNames, ", ")+" (upper-case B is bytes, lower-case b is bits) or a bare number of bytes. Seed key: `size`.").
 				Default(defaultSize).
-				LintRule(units.SizeLintRule(fieldSize)).
+				LintRule(units.SizeLintRule(fieldSize, minFileSize)).
 				Example("10MB").Example("1GiB"),
 			service.NewStringField(fieldRollDuration).
 				Description("Finalize a partition's file after this long without new records for that partition. A Go duration (`3s`, `1m30s`), days (`1day`) or a bare number of seconds. Seed key: `roll.duration`.").
@@ -166,8 +169,8 @@ func rollingConfig(conf *service.ParsedConfig) (cfg rolling.Config, maxInFlight 
 	if cfg.MaxSize, err = units.ParseSize(s); err != nil {
 		return cfg, 0, fieldErr(fieldSize, err)
 	}
-	if cfg.MaxSize < segment.HeaderSize+8 {
-		return cfg, 0, fieldErr(fieldSize, fmt.Errorf("%s is too small: a file must hold at least one batch (%d bytes)", s, segment.HeaderSize+8))
+	if cfg.MaxSize < minFileSize {
+		return cfg, 0, fieldErr(fieldSize, fmt.Errorf("%s is too small: a file must hold at least one batch (%d bytes)", s, minFileSize))
 	}
 	if s, err = conf.FieldString(fieldRollDuration); err != nil {
 		return cfg, 0, err

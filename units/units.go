@@ -99,15 +99,21 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // SizeLintRule returns a Bloblang lint rule that accepts exactly the strings
-// ParseSize accepts, so `kafka-backup lint` rejects a bad size with the
-// field's name before anything runs.
-func SizeLintRule(field string) string {
-	units := make([]string, len(SizeUnitNames))
-	copy(units, SizeUnitNames)
-	return fmt.Sprintf(`root = match this.string().trim() {
-  this.re_match("^[0-9]+(\\.[0-9]+)?\\s*(%s)?$") == false => ["%s: cannot parse %%q as a size: write a number followed by a unit (%s), for example 100MB".format(this)],
-  this.re_find_all("^[0-9]+(\\.[0-9]+)?").index(0).number() <= 0 => ["%s: %%q is not greater than zero".format(this)],
-}`, strings.Join(units, "|"), field, strings.Join(units, ", "), field)
+// ParseSize accepts that come to at least minBytes, so `kafka-backup lint`
+// rejects a bad size with the field's name before anything runs.
+func SizeLintRule(field string, minBytes int64) string {
+	bits := make([]string, 0, len(SizeUnitNames))
+	for _, u := range SizeUnitNames {
+		bits = append(bits, fmt.Sprintf("%q: %s", u, strconv.FormatFloat(sizeUnits[u], 'f', -1, 64)))
+	}
+	return fmt.Sprintf(`let m = this.string().trim().re_find_all_submatch("^([0-9]+(?:\\.[0-9]+)?)\\s*([A-Za-z]*)$")
+let bits = {%s}
+let unit = if $m.length() > 0 { $m.index(0).index(2) } else { "" }
+root = if $m.length() == 0 || ($unit != "" && !$bits.keys().contains($unit)) {
+  ["%s: cannot parse %%q as a size: write a number followed by a unit (%s), for example 100MB".format(this)]
+} else if ($m.index(0).index(1).number() * (if $unit == "" { 8 } else { $bits.get($unit) }) / 8).floor() < %d {
+  ["%s: %%q is less than %d bytes".format(this)]
+}`, strings.Join(bits, ", "), field, strings.Join(SizeUnitNames, ", "), minBytes, field, minBytes)
 }
 
 // DurationLintRule returns a Bloblang lint rule that accepts the strings
