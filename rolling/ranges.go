@@ -38,3 +38,14 @@ func (s *rangeSet) contains(off int64) bool {
 	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= off })
 	return i < len(s.r) && s.r[i].First <= off
 }
+
+// Covers reports whether the ranges rs, taken together, hold every offset of
+// r.
+func Covers(rs []Range, r Range) bool {
+	s := newRangeSet()
+	for _, x := range rs {
+		s.add(x)
+	}
+	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= r.First })
+	return i < len(s.r) && s.r[i].First <= r.First && s.r[i].Last >= r.Last
+}

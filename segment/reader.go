@@ -111,6 +111,10 @@ func (r *Reader) Next() (*Batch, error) {
 	return &r.b, nil
 }
 
+// Raw returns the batch's bytes as they are in the file, header included.
+// They are valid until the next call to Reader.Next.
+func (b *Batch) Raw() []byte { return b.raw }
+
 // Records decodes the batch's records. The records own their memory.
 func (b *Batch) Records() ([]Record, error) {
 	data := b.raw[HeaderSize:]

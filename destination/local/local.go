@@ -24,13 +24,42 @@ type Destination struct {
 // New returns a Destination for the tree below root.
 func New(root string) *Destination { return &Destination{root: root} }
 
+// errFinalExists is wrapped by the error of a rename onto a final name that
+// is taken.
+var errFinalExists = errors.New("final file exists")
+
 // Publish renames f to its final name. It never replaces an existing final
-// file: if one has the name already, Publish fails and f stays where it is.
+// file. When the name is taken — another writer backed up the same records,
+// as when a rebalance moved the partition while the first writer still had
+// its file open — the batches the folder's final files already hold are cut
+// from f, which is then published under the name of its new first offset, or
+// deleted when nothing is left. If that cannot resolve it, Publish fails and
+// f stays where it is.
 func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 	dir := filepath.Dir(f.Path)
-	final := filepath.Join(dir, f.Name)
-	if err := renameNoReplace(f.Path, final); err != nil {
-		return err
+	for {
+		err := renameNoReplace(f.Path, filepath.Join(dir, f.Name))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errFinalExists) {
+			return err
+		}
+		held, rerr := FinalRanges(dir)
+		if rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		t, ok, terr := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) })
+		if terr != nil {
+			return errors.Join(err, terr)
+		}
+		if !ok {
+			return nil // every record of f is in final files already
+		}
+		if t.Name == f.Name {
+			return err // its first batch is only partly held: leave it to an operator
+		}
+		f = t
 	}
 	if f.Fsync {
 		if err := syncDir(dir); err != nil {
@@ -100,10 +129,10 @@ func renameNoReplace(oldpath, newpath string) error {
 			// A previous attempt linked but did not unlink.
 			return os.Remove(oldpath)
 		}
-		return fmt.Errorf("final file %s already exists: leaving %s in place; move one of them away and restart", newpath, filepath.Base(oldpath))
+		return fmt.Errorf("%w: %s already exists: leaving %s in place; move one of them away and restart", errFinalExists, newpath, filepath.Base(oldpath))
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EXDEV), errors.Is(err, syscall.EMLINK):
 		if _, serr := os.Lstat(newpath); serr == nil {
-			return fmt.Errorf("final file %s already exists: leaving %s in place; move one of them away and restart", newpath, filepath.Base(oldpath))
+			return fmt.Errorf("%w: %s already exists: leaving %s in place; move one of them away and restart", errFinalExists, newpath, filepath.Base(oldpath))
 		}
 		return os.Rename(oldpath, newpath)
 	default:

@@ -101,7 +101,9 @@ func TestPublishNeverReplaces(t *testing.T) {
 	root := t.TempDir()
 	d := local.New(root)
 	pdir := rolling.PartitionDir(root, "t", 0)
-	old := segmentBytes(t, span(100, 109), 10)
+	// The existing final file holds 100-104; the new file's first batch,
+	// 100-109, is only partly held, so it cannot be trimmed away.
+	old := segmentBytes(t, span(100, 104), 10)
 	writeFile(t, filepath.Join(pdir, "100"), old)
 	tmp := filepath.Join(pdir, rolling.InProgressName("100", "i2"))
 	newer := segmentBytes(t, span(100, 150), 10)
@@ -120,12 +122,40 @@ func TestPublishNeverReplaces(t *testing.T) {
 	if got := readFile(t, tmp); string(got) != string(newer) {
 		t.Fatal("the in-progress file was not left in place")
 	}
-	// Again, same answer: nothing moves.
-	if err := d.Publish(context.Background(), rolling.File{Path: tmp, Name: "100"}); err == nil {
-		t.Fatal("second Publish replaced the final file")
-	}
-	if _, err := os.Stat(tmp); err != nil {
+}
+
+// TestPublishTrimsWhatFinalFilesHold: two writers backed up the same
+// records (a rebalance); the second file's name is taken, so the batches the
+// first holds are cut and the rest is published under its new first offset.
+func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
+	root := t.TempDir()
+	d := local.New(root)
+	pdir := rolling.PartitionDir(root, "t", 0)
+	old := segmentBytes(t, span(100, 129), 10)
+	writeFile(t, filepath.Join(pdir, "100"), old)
+	tmp := filepath.Join(pdir, rolling.InProgressName("100", "i2"))
+	writeFile(t, tmp, segmentBytes(t, span(100, 150), 10))
+	if err := d.Publish(context.Background(), rolling.File{Path: tmp, Name: "100", Fsync: true}); err != nil {
 		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(pdir, "100")); string(got) != string(old) {
+		t.Fatal("the existing final file changed")
+	}
+	rs, err := local.FinalRanges(pdir)
+	if err != nil || !slices.Equal(sorted(rs), []rolling.Range{{First: 100, Last: 129}, {First: 130, Last: 150}}) {
+		t.Fatalf("final ranges %v, %v; want 100-150 once", rs, err)
+	}
+	if _, err := os.Stat(filepath.Join(pdir, "130")); err != nil {
+		t.Fatalf("the trimmed file is not final as 130: %v", err)
+	}
+	// A file whose every batch is held is deleted.
+	tmp = filepath.Join(pdir, rolling.InProgressName("100", "i3"))
+	writeFile(t, tmp, segmentBytes(t, span(100, 139), 10))
+	if err := d.Publish(context.Background(), rolling.File{Path: tmp, Name: "100"}); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(pdir); len(entries) != 2 {
+		t.Fatalf("folder holds %v, want 100 and 130 only", entries)
 	}
 }
 

@@ -1,0 +1,102 @@
+package rolling
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// NamingOf returns the naming a final file name uses.
+func NamingOf(name string) Naming {
+	if strings.HasSuffix(name, ".log") {
+		return NameKafka
+	}
+	return NamePlain
+}
+
+// TrimCovered rewrites the finished file at path without its batches whose
+// offsets covered reports as already held elsewhere, for a file whose final
+// name is taken: two writers backed up the same records (a rebalance moved
+// the partition while the first still had its file open). It returns the
+// description of the trimmed file, in the same folder under a new
+// in-progress-style name and with its new final name, or ok == false when
+// every batch was covered and the file was deleted. A batch only partly
+// covered is kept whole: nothing is lost.
+func TrimCovered(f File, covered func(Range) bool) (trimmed File, ok bool, err error) {
+	in, err := os.Open(f.Path)
+	if err != nil {
+		return f, false, err
+	}
+	defer in.Close()
+	tmpPath := f.Path + ".trim"
+	out, err := os.OpenFile(tmpPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return f, false, err
+	}
+	defer out.Close()
+	t := f
+	t.Ranges, t.Records, t.Bytes = nil, 0, 0
+	rd := segment.NewReader(in)
+	for {
+		b, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			os.Remove(tmpPath)
+			return f, false, fmt.Errorf("reading %s: %w", f.Path, err)
+		}
+		r := Range{First: b.BaseOffset, Last: b.LastOffset}
+		if covered(r) {
+			continue
+		}
+		if t.Records == 0 {
+			t.FirstOffset = r.First
+		}
+		if _, err := out.Write(b.Raw()); err != nil {
+			os.Remove(tmpPath)
+			return f, false, fmt.Errorf("writing %s: %w", tmpPath, err)
+		}
+		t.Ranges = segment.AppendRange(t.Ranges, r)
+		t.LastOffset = r.Last
+		t.Records += int64(b.NumRecords)
+		t.Bytes += int64(b.Size)
+	}
+	if t.Records == 0 {
+		out.Close()
+		os.Remove(tmpPath)
+		return f, false, os.Remove(f.Path)
+	}
+	if err := out.Sync(); err != nil {
+		os.Remove(tmpPath)
+		return f, false, err
+	}
+	out.Close()
+	name := NamingOf(f.Name).FileName(t.FirstOffset)
+	instance := "trim"
+	if _, inst, ok := parseInProgressName(filepath.Base(f.Path)); ok {
+		instance = inst
+	}
+	t.Name = name
+	t.Path = filepath.Join(filepath.Dir(f.Path), InProgressName(name, instance))
+	if t.Path != f.Path {
+		if _, err := os.Lstat(t.Path); err == nil {
+			os.Remove(tmpPath)
+			return f, false, fmt.Errorf("cannot trim %s: %s exists", f.Path, t.Path)
+		}
+	}
+	if err := os.Rename(tmpPath, t.Path); err != nil {
+		return f, false, err
+	}
+	if t.Path != f.Path {
+		if err := os.Remove(f.Path); err != nil {
+			return t, true, err
+		}
+	}
+	return t, true, nil
+}
