@@ -24,8 +24,8 @@ func lockFile(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }
 
-// parseInProgressName splits ".<final>.<instance>.inprogress".
-func parseInProgressName(name string) (final, instance string, ok bool) {
+// ParseInProgressName splits ".<final>.<instance>.inprogress".
+func ParseInProgressName(name string) (final, instance string, ok bool) {
 	if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, InProgressSuffix) {
 		return "", "", false
 	}
@@ -89,7 +89,7 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 	var persisted *rangeSet
 	var errs []error
 	for _, e := range entries {
-		if _, inst, ok := parseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
+		if _, inst, ok := ParseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
 			continue
 		}
 		if persisted == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -19,15 +18,15 @@ func NamingOf(name string) Naming {
 	return NamePlain
 }
 
-// TrimCovered rewrites the finished file at path without its batches whose
+// TrimCovered rewrites the finished file f.Path without its batches whose
 // offsets covered reports as already held elsewhere, for a file whose final
 // name is taken: two writers backed up the same records (a rebalance moved
-// the partition while the first still had its file open). It returns the
-// description of the trimmed file, in the same folder under a new
-// in-progress-style name and with its new final name, or ok == false when
-// every batch was covered and the file was deleted. A batch only partly
-// covered is kept whole: nothing is lost.
-func TrimCovered(f File, covered func(Range) bool) (trimmed File, ok bool, err error) {
+// the partition while the first still had its file open). The trimmed file
+// gets the final name of its new first offset and is stored at
+// pathFor(that name), replacing f.Path; ok is false when every batch was
+// covered and f.Path was deleted. A batch only partly covered is kept whole:
+// nothing is lost.
+func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
 	in, err := os.Open(f.Path)
 	if err != nil {
 		return f, false, err
@@ -77,13 +76,8 @@ func TrimCovered(f File, covered func(Range) bool) (trimmed File, ok bool, err e
 		return f, false, err
 	}
 	out.Close()
-	name := NamingOf(f.Name).FileName(t.FirstOffset)
-	instance := "trim"
-	if _, inst, ok := parseInProgressName(filepath.Base(f.Path)); ok {
-		instance = inst
-	}
-	t.Name = name
-	t.Path = filepath.Join(filepath.Dir(f.Path), InProgressName(name, instance))
+	t.Name = NamingOf(f.Name).FileName(t.FirstOffset)
+	t.Path = pathFor(t.Name)
 	if t.Path != f.Path {
 		if _, err := os.Lstat(t.Path); err == nil {
 			os.Remove(tmpPath)

@@ -305,9 +305,10 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 
 	if size, err := c.FileSize(final); err == nil {
 		// A final file already has this name: an earlier attempt renamed
-		// but did not get to delete the spool copy, or another writer.
+		// but did not get to delete the spool copy (same size), or another
+		// writer backed up the same records (a rebalance).
 		if size != j.size {
-			return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d: not replacing it; compare them and move one away", final, size, j.local, j.size)
+			return d.trim(c, j, final, size)
 		}
 	} else if connBroken(err) {
 		return err
@@ -345,6 +346,37 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 		return fmt.Errorf("deleting uploaded spool file: %w", err)
 	}
 	return nil
+}
+
+// trim handles a final name taken by another writer's file: the batches the
+// server's final files already hold are cut from the spool copy, which is
+// queued again under the name of its new first offset, or deleted when
+// nothing is left.
+func (d *Destination) trim(c *jftp.ServerConn, j *job, final string, size int64) error {
+	held, err := d.remoteRangesOn(c, j.remote)
+	if err != nil {
+		return err
+	}
+	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
+	spoolDir := filepath.Dir(j.local)
+	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+		func(name string) string { return filepath.Join(spoolDir, name) })
+	if err != nil {
+		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d, and cutting what the server holds failed: %w", final, size, j.local, j.size, err)
+	}
+	if !ok {
+		return nil // the server holds every record of it
+	}
+	if t.Name == j.name {
+		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d and its first batch is only partly on the server: not replacing it; compare them and move one away", final, size, j.local, j.size)
+	}
+	d.mu.Lock()
+	delete(d.queued, j.local)
+	d.queued[t.Path] = true
+	d.spool += t.Bytes - j.size
+	d.mu.Unlock()
+	j.local, j.name, j.size, j.ranges = t.Path, t.Name, t.Bytes, t.Ranges
+	return d.upload(c, j)
 }
 
 // makeDirs creates dir and its parents, ignoring "exists" refusals: servers
@@ -532,7 +564,12 @@ func (d *Destination) remoteRanges(ctx context.Context, topic string, partition 
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
 	}
 	defer c.Quit()
-	remote := path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition)))
+	return d.remoteRangesOn(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))))
+}
+
+// remoteRangesOn returns the offsets the final files in a remote folder
+// hold, from its marker, downloading the files the marker does not list.
+func (d *Destination) remoteRangesOn(c *jftp.ServerConn, remote string) ([]rolling.Range, error) {
 	names, err := c.NameList(remote)
 	if err != nil {
 		if connBroken(err) {

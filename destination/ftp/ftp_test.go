@@ -324,3 +324,36 @@ func spoolFiles(t *testing.T, dir string) []string {
 	})
 	return out
 }
+
+// TestTakenNameIsTrimmed: another writer's spool file starts at an offset
+// whose final name the server already has (a rebalance moved the partition
+// while both held records of it). The records the server holds are cut and
+// the rest arrives under its new first offset: everything once, nothing
+// replaced.
+func TestTakenNameIsTrimmed(t *testing.T) {
+	srv := ftptest.Start(t)
+	r1 := newRig(t, srv, nil)
+	r1.drain(t, records(0, 1000))
+
+	spool := t.TempDir()
+	e, _ := segment.NewEncoder(segment.None)
+	var data []byte
+	for recs := records(0, 1500); len(recs) > 0; {
+		var n int
+		data, n = e.AppendBatch(data, recs[:100], 1<<30)
+		recs = recs[n:]
+	}
+	dir := rolling.PartitionDir(spool, "test", 0)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "0"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r2 := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool; c.Instance = "test-2" })
+	r2.drain(t, nil)
+	assertAll(t, srv, 1500)
+	if _, err := os.Stat(srv.LocalPath("/backup/10MB/test/0/1000")); err != nil {
+		t.Fatalf("the trimmed file is not on the server as 1000: %v", err)
+	}
+}

@@ -49,7 +49,11 @@ func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 		if rerr != nil {
 			return errors.Join(err, rerr)
 		}
-		t, ok, terr := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) })
+		inProgress := func(name string) string {
+			_, inst, _ := rolling.ParseInProgressName(filepath.Base(f.Path))
+			return filepath.Join(dir, rolling.InProgressName(name, inst+"-trim"))
+		}
+		t, ok, terr := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) }, inProgress)
 		if terr != nil {
 			return errors.Join(err, terr)
 		}
