@@ -25,7 +25,8 @@ func NamingOf(name string) Naming {
 // gets the final name of its new first offset and is stored at
 // pathFor(that name), replacing f.Path; ok is false when every batch was
 // covered and f.Path was deleted. A batch only partly covered is kept whole:
-// nothing is lost.
+// nothing is lost. When the first batch is kept the name cannot change, and
+// f is returned untouched.
 func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
 	in, err := os.Open(f.Path)
 	if err != nil {
@@ -77,6 +78,11 @@ func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 	}
 	out.Close()
 	t.Name = NamingOf(f.Name).FileName(t.FirstOffset)
+	if t.Name == f.Name {
+		// The first batch is kept, so the name stays taken: leave f as it is.
+		os.Remove(tmpPath)
+		return f, true, nil
+	}
 	t.Path = pathFor(t.Name)
 	if t.Path != f.Path {
 		if _, err := os.Lstat(t.Path); err == nil {
