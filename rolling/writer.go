@@ -358,13 +358,22 @@ func (w *Writer) fail(p *partition, err error) error {
 	if terr := f.Truncate(p.cur.Bytes); terr != nil {
 		err = errors.Join(err, fmt.Errorf("truncating %s to its last complete batch: %w", p.cur.Path, terr))
 	}
-	if span, serr := segment.ReadSpan(f, p.cur.Bytes); serr == nil && span.Batches > 0 {
+	span, serr := segment.ReadSpan(f, p.cur.Bytes)
+	switch {
+	case serr == nil && span.Batches > 0:
 		good.LastOffset, good.Records, good.Bytes = span.LastOffset, span.Records, span.Size
 		p.cur = good
 		w.finalize(context.Background(), p, ReasonError)
-	} else {
+	case serr == nil:
+		// No complete batch: nothing in it was acknowledged.
 		f.Close()
 		os.Remove(p.cur.Path)
+		p.f = nil
+	default:
+		// It cannot be read back: keep it as it is, for the recovery at
+		// the next start, and write what follows to a new file.
+		err = errors.Join(err, fmt.Errorf("reading back %s after the failed write, left for recovery at the next start: %w", p.cur.Path, serr))
+		f.Close()
 		p.f = nil
 	}
 	return err
@@ -464,7 +473,8 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 func (w *Writer) open(p *partition, first int64, now time.Time) error {
 	name := w.cfg.Naming.FileName(first)
 	path := filepath.Join(p.dir, InProgressName(name, w.cfg.Instance))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// Read-write: after a failed write the file is read back (fail).
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening in-progress file for %s/%d: %w", p.topic, p.id, err)
 	}
