@@ -24,6 +24,7 @@ type Observer struct {
 	uploadErrs *service.MetricCounter
 	uploadTime *service.MetricTimer
 	spool      *service.MetricGauge
+	openFiles  *service.MetricGauge
 }
 
 // NewObserver returns an Observer reporting to mgr's logger and metrics.
@@ -41,6 +42,7 @@ func NewObserver(mgr *service.Resources) *Observer {
 		uploadErrs: m.NewCounter("kafka_backup_upload_errors"),
 		uploadTime: m.NewTimer("kafka_backup_upload_seconds"),
 		spool:      m.NewGauge("kafka_backup_spool_bytes"),
+		openFiles:  m.NewGauge("kafka_backup_open_files"),
 	}
 }
 
@@ -68,8 +70,11 @@ func (o *Observer) Skipped(topic string, partition int32, reason rolling.SkipRea
 }
 
 // OutOfOrder implements the observer interfaces.
-func (o *Observer) OutOfOrder(topic string, partition int32, offset, after int64) {
+func (o *Observer) OutOfOrder(topic string, partition int32, offset, after int64, first bool) {
 	o.outOfOrder.Incr(1)
+	if !first {
+		return
+	}
 	o.log.Warnf("%s/%d: a batch starting at offset %d arrived after offset %d was written; nothing is lost, the records go to a new file. This happens with kafka_franz and max_in_flight > 1: use the redpanda input for ordered files (logged once per partition)", topic, partition, offset, after)
 }
 
@@ -94,3 +99,6 @@ func (o *Observer) UploadFailed(remotePath string, attempt int, err error) {
 
 // SpoolBytes implements the observer interfaces.
 func (o *Observer) SpoolBytes(bytes int64) { o.spool.Set(bytes) }
+
+// OpenFiles implements the observer interfaces.
+func (o *Observer) OpenFiles(n int) { o.openFiles.Set(int64(n)) }

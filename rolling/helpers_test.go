@@ -62,7 +62,12 @@ func (r *recorder) Skipped(topic string, partition int32, reason rolling.SkipRea
 	r.skipped[k][reason] += records
 }
 
-func (r *recorder) OutOfOrder(topic string, partition int32, _, _ int64) {
+func (r *recorder) OpenFiles(int) {}
+
+func (r *recorder) OutOfOrder(topic string, partition int32, _, _ int64, first bool) {
+	if !first {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ooo[pkey(topic, partition)]++

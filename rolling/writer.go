@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -112,7 +113,12 @@ type Observer interface {
 	Written(topic string, partition int32, records int, bytes int)
 	Finalized(f File)
 	Skipped(topic string, partition int32, reason SkipReason, records int)
-	OutOfOrder(topic string, partition int32, offset, after int64)
+	// OutOfOrder is called for every batch that arrives below the open
+	// file's last offset; first is true the first time for a partition.
+	OutOfOrder(topic string, partition int32, offset, after int64, first bool)
+	// OpenFiles is called with the number of open in-progress files
+	// whenever it changes.
+	OpenFiles(n int)
 	Error(err error)
 }
 
@@ -140,9 +146,10 @@ var ErrClosed = errors.New("rolling writer is closed")
 // Write and Close are safe for concurrent use; writes to one partition are
 // serialized, writes to different partitions run in parallel.
 type Writer struct {
-	cfg      Config
-	obs      Observer
-	encoders sync.Pool
+	cfg       Config
+	obs       Observer
+	encoders  sync.Pool
+	openFiles atomic.Int64 // open in-progress files
 
 	mu     sync.Mutex
 	parts  map[partKey]*partition
@@ -258,10 +265,8 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 			continue
 		}
 		if p.f != nil && recs[0].Offset < p.cur.LastOffset {
-			if !p.warnedOOO {
-				p.warnedOOO = true
-				w.obs.OutOfOrder(p.topic, p.id, recs[0].Offset, p.cur.LastOffset)
-			}
+			w.obs.OutOfOrder(p.topic, p.id, recs[0].Offset, p.cur.LastOffset, !p.warnedOOO)
+			p.warnedOOO = true
 			w.finalize(ctx, p, ReasonOutOfOrder)
 		}
 		if p.f != nil && w.cfg.MaxAge > 0 && now.Sub(p.cur.Opened) >= w.cfg.MaxAge {
@@ -369,12 +374,14 @@ func (w *Writer) fail(p *partition, err error) error {
 		f.Close()
 		os.Remove(p.cur.Path)
 		p.f = nil
+		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
 	default:
 		// It cannot be read back: keep it as it is, for the recovery at
 		// the next start, and write what follows to a new file.
 		err = errors.Join(err, fmt.Errorf("reading back %s after the failed write, left for recovery at the next start: %w", p.cur.Path, serr))
 		f.Close()
 		p.f = nil
+		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
 	}
 	return err
 }
@@ -484,6 +491,7 @@ func (w *Writer) open(p *partition, first int64, now time.Time) error {
 		return fmt.Errorf("locking in-progress file %s: %w", path, err)
 	}
 	p.f = f
+	w.obs.OpenFiles(int(w.openFiles.Add(1)))
 	p.cur = File{Topic: p.topic, Partition: p.id, Path: path, Name: name, FirstOffset: first, LastOffset: first - 1, Opened: now}
 	return nil
 }
@@ -496,6 +504,7 @@ func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) {
 	}
 	f := p.f
 	p.f = nil
+	w.obs.OpenFiles(int(w.openFiles.Add(-1)))
 	file := p.cur
 	file.Reason = why
 	file.Closed = time.Now()
@@ -626,8 +635,9 @@ func (w *Writer) Close(ctx context.Context) error {
 
 type nopObserver struct{}
 
-func (nopObserver) Written(string, int32, int, int)        {}
-func (nopObserver) Finalized(File)                         {}
-func (nopObserver) Skipped(string, int32, SkipReason, int) {}
-func (nopObserver) OutOfOrder(string, int32, int64, int64) {}
-func (nopObserver) Error(error)                            {}
+func (nopObserver) Written(string, int32, int, int)              {}
+func (nopObserver) Finalized(File)                               {}
+func (nopObserver) Skipped(string, int32, SkipReason, int)       {}
+func (nopObserver) OutOfOrder(string, int32, int64, int64, bool) {}
+func (nopObserver) OpenFiles(int)                                {}
+func (nopObserver) Error(error)                                  {}
