@@ -156,5 +156,9 @@ func (o *Output) Close(ctx context.Context) error {
 	if w != nil {
 		err = w.Close(ctx)
 	}
-	return errors.Join(err, o.dest.Close(ctx))
+	err = errors.Join(err, o.dest.Close(ctx))
+	if err != nil {
+		o.log.Warnf("closing kafka_backup: %v", err)
+	}
+	return err
 }

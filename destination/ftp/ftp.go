@@ -635,9 +635,20 @@ func localSpan(p string) (segment.Span, error) {
 	return segment.ReadSpan(f, st.Size())
 }
 
-// Close waits, until ctx ends, for queued uploads to finish, then stops the
+// closeWait bounds how long Close waits for uploads when its context has no
+// deadline.
+const closeWait = 5 * time.Second
+
+// Close waits, until ctx ends (at most closeWait without a deadline), for queued uploads to finish, then stops the
 // uploaders. Files not uploaded stay in the spool for the next run.
 func (d *Destination) Close(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		// Benthos closes outputs without a deadline; waiting longer than
+		// this only delays shutdown, as the spool keeps what is not sent.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, closeWait)
+		defer cancel()
+	}
 	d.mu.Lock()
 	d.closing = true
 	d.cond.Broadcast()
