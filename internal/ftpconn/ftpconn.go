@@ -94,12 +94,6 @@ func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// closeHandshakeTimeout bounds the TLS handshake Close completes on a data
-// connection nothing was read from or written to. After a refused command
-// (550 on RETR, 450 on LIST, 552 on STOR) the server never starts TLS on it,
-// and waiting for the I/O timeout would only delay the error.
-const closeHandshakeTimeout = 2 * time.Second
-
 // tlsDataConn closes a TLS data connection the way servers need: it sends
 // close_notify and reads until the server closes. Closing a TLS 1.3 socket
 // with the server's session tickets unread makes the kernel reset it, and
@@ -111,16 +105,16 @@ type tlsDataConn struct {
 }
 
 func (c *tlsDataConn) Close() error {
-	var err error
 	if !c.Conn.ConnectionState().HandshakeComplete {
-		// An empty upload never wrote, so the handshake is still due; a
-		// refused command left a connection the server will not use.
-		_ = c.Conn.SetDeadline(time.Now().Add(closeHandshakeTimeout))
-		err = c.Conn.Handshake()
+		// The server refused the command (550 on RETR of a missing file)
+		// and never spoke TLS here (an empty upload is handshaken by
+		// jlaffaye/ftp itself before Close). A handshake now would fail,
+		// and a failed handshake makes crypto/tls forget the session:
+		// vsftpd then refuses the next data connection (522, session
+		// reuse required).
+		return c.Conn.Close()
 	}
-	if err == nil {
-		err = c.Conn.CloseWrite()
-	}
+	err := c.Conn.CloseWrite()
 	if err == nil {
 		_, err = io.Copy(io.Discard, c.Conn)
 	}
@@ -146,6 +140,14 @@ func Dial(ctx context.Context, cfg Config) (*jftp.ServerConn, error) {
 		cfg.IOTimeout = 30 * time.Second
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout}
+	if cfg.TLS != nil {
+		// A session cache of this control connection's own: vsftpd wants
+		// each data connection to resume the session of its control
+		// connection, and a cache shared by several connections to one
+		// server hands out whichever session came last.
+		cfg.TLS = cfg.TLS.Clone()
+		cfg.TLS.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	}
 	first := true
 	dialFunc := func(network, addr string) (net.Conn, error) {
 		dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
