@@ -274,9 +274,11 @@ func TestE2EIdleRoll(t *testing.T) {
 	}, p)
 	// Before the stop: the files were finalized for being idle.
 	idle := regexp.MustCompile(`finalized ` + topic + `/[0-9]+/[0-9]+.*reason=idle`)
-	if n := len(idle.FindAllString(p.logs(), -1)); n < 4 {
-		t.Errorf("%d files logged as finalized for idleness, want at least 4", n)
-	}
+	// The log line follows the rename: poll for it.
+	waitFor(t, "files logged as finalized for idleness", func() (bool, string) {
+		n := len(idle.FindAllString(p.logs(), -1))
+		return n >= 4, fmt.Sprintf("%d logged, want at least 4", n)
+	}, p)
 	p.stop()
 
 	bk := verifyBackup(t, dir, verifyOpts{want: map[string]map[int32][]segment.Record{topic: truth}})

@@ -658,11 +658,12 @@ func (d *Destination) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		// Stop: uploads under way end with their connection's I/O
+		// timeout, and what they were sending stays in the spool.
 		d.cancel()
 		d.mu.Lock()
 		d.cond.Broadcast()
 		d.mu.Unlock()
-		<-done
 	}
 	d.cancel()
 	files, bytes := d.Pending()
