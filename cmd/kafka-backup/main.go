@@ -46,6 +46,7 @@ func main() {
 		service.CLIOptSetProductName("kafka-backup"),
 		service.CLIOptSetVersion(v, d),
 		service.CLIOptAddCommand(demoCommand(env)),
+		service.CLIOptAddCommand(restoreCommand()),
 	)
 }
 

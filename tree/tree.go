@@ -1,0 +1,330 @@
+// Package tree reads a kafka-backup tree, <root>/<topic>/<partition>/<file>
+// (docs/FORMAT.md), from a local folder or an FTP/FTPS server: it lists
+// topics, partitions and each partition's files, and opens a file for a
+// streaming read. It never writes.
+//
+// A location is a local path (or a file:// URL) or a URL
+// ftp://user@host:21/path or ftps://user@host:21/path (explicit TLS: AUTH
+// TLS on the control connection, and every data connection encrypted). The
+// URL's path is the tree's root on the server, as the kafka_backup output's
+// `path` (an absolute path: ftp://host/backups is /backups).
+package tree
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/rolling"
+)
+
+// PasswordEnv is the environment variable Open takes the FTP password from
+// when Options.Password is empty.
+const PasswordEnv = "KAFKA_BACKUP_FTP_PASSWORD"
+
+// MarkerName is the range marker the FTP destination keeps in each partition
+// folder; it is neither a final file nor a leftover.
+const MarkerName = ftp.MarkerName
+
+// Options configures Open. Only the FTP settings exist; a local tree needs
+// none.
+type Options struct {
+	// Password logs in to an FTP server. When empty, the environment
+	// variable KAFKA_BACKUP_FTP_PASSWORD, else the password in the URL, else
+	// none. It never appears in an error or in String.
+	Password string
+	// CAFile is a PEM file of certificates trusted for ftps://, on top of
+	// the system's.
+	CAFile string
+	// InsecureSkipVerify accepts any server certificate (tests only).
+	InsecureSkipVerify bool
+	// ServerName is the name the server's certificate must hold; the URL's
+	// host when empty.
+	ServerName string
+	// TLS, when set, is used for ftps:// instead of CAFile,
+	// InsecureSkipVerify and ServerName. Give it a ClientSessionCache: data
+	// connections resume the control connection's session.
+	TLS *tls.Config
+
+	ConnectTimeout time.Duration // dialing, TLS and login of a connection; 10s when 0
+	IOTimeout      time.Duration // every read and write on a connection; 30s when 0
+	// MaxConnections bounds the connections to an FTP server, each carrying
+	// one transfer or listing at a time; 4 when 0. Open files hold one
+	// each: Open waits while all are in use.
+	MaxConnections int
+	DisableEPSV    bool // passive mode with PASV only
+}
+
+// File is a final file of a partition: its name states the offset of its
+// first record.
+type File struct {
+	Name        string
+	FirstOffset int64
+	Size        int64 // bytes
+}
+
+// Leftover is a hidden file of a partition folder: a file being written
+// (".<name>.<instance>.inprogress"), the remains of a crashed writer, or an
+// FTP upload in progress or abandoned (".<name>.<instance>.upload"). None
+// holds records a final file is sure to hold; a restore skips them.
+type Leftover struct {
+	Name string
+	Size int64
+}
+
+// Partition is what a partition folder holds.
+type Partition struct {
+	Topic     string
+	Partition int32
+	// Files are the final files sorted by first offset, then by name (the
+	// same offset may name two files, "101" and "00000000000000000101.log").
+	Files []File
+	// Leftovers are the hidden files other than MarkerName, by name.
+	Leftovers []Leftover
+	// Stray are the other names in the folder (neither a final file nor a
+	// hidden file; folders too), by name.
+	Stray []string
+}
+
+// Bytes returns the size of the partition's final files.
+func (p Partition) Bytes() int64 {
+	var n int64
+	for _, f := range p.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// Source is a backup tree. Its methods are safe for concurrent use.
+type Source interface {
+	// String returns the location, without any password.
+	String() string
+	// Topics returns the topic folders below the root, sorted: folders
+	// whose name is a valid Kafka topic name.
+	Topics(ctx context.Context) ([]string, error)
+	// Partitions returns the partition folders of a topic, sorted: folders
+	// named by a partition number in plain decimal.
+	Partitions(ctx context.Context, topic string) ([]int32, error)
+	// List lists a partition folder.
+	List(ctx context.Context, topic string, partition int32) (Partition, error)
+	// Open opens a file of a partition folder for reading from its start.
+	// The reader must be closed; on an FTP server it holds a connection
+	// until then. A missing file is an error wrapping fs.ErrNotExist.
+	Open(ctx context.Context, topic string, partition int32, name string) (io.ReadCloser, error)
+	// Close releases the source's connections.
+	Close() error
+}
+
+// Open opens the backup tree at location: a local folder, file:///folder,
+// ftp://[user[:password]@]host[:port]/path or ftps://… (port 21 by default,
+// user anonymous). It checks that the root can be listed.
+func Open(ctx context.Context, location string, opts Options) (Source, error) {
+	if !strings.Contains(location, "://") {
+		return openLocal(location)
+	}
+	u, err := url.Parse(location)
+	if err != nil {
+		// url.Parse errors quote the URL, password included.
+		return nil, fmt.Errorf("backup location %s: not a valid URL", redact(location))
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("backup location %s: a file URL names no host (file:///path)", u.Redacted())
+		}
+		return openLocal(u.Path)
+	case "ftp", "ftps":
+		return openFTP(ctx, u, opts)
+	}
+	return nil, fmt.Errorf("backup location %s: unknown scheme %q: give a local folder, ftp://… or ftps://…", u.Redacted(), u.Scheme)
+}
+
+// redact hides what looks like a password in a string that is not a valid
+// URL.
+func redact(s string) string {
+	i := strings.Index(s, "://")
+	at := strings.LastIndex(s, "@")
+	if i < 0 || at < i {
+		return s
+	}
+	if c := strings.Index(s[i+3:at], ":"); c >= 0 {
+		return s[:i+3+c+1] + "xxxxx" + s[at:]
+	}
+	return s
+}
+
+// partitionName returns the partition a folder name states: plain decimal,
+// no sign, no leading zero.
+func partitionName(name string) (int32, bool) {
+	p, err := strconv.ParseInt(name, 10, 32)
+	if err != nil || p < 0 || strconv.FormatInt(p, 10) != name {
+		return 0, false
+	}
+	return int32(p), true
+}
+
+// entry is one name in a folder.
+type entry struct {
+	name string
+	dir  bool
+	size int64
+}
+
+// classify sorts a partition folder's entries into a Partition.
+func classify(topic string, partition int32, entries []entry) Partition {
+	p := Partition{Topic: topic, Partition: partition}
+	for _, e := range entries {
+		switch off, final := rolling.ParseFileName(e.name); {
+		case e.name == MarkerName && !e.dir:
+		case final && !e.dir:
+			p.Files = append(p.Files, File{Name: e.name, FirstOffset: off, Size: e.size})
+		case strings.HasPrefix(e.name, ".") && !e.dir:
+			p.Leftovers = append(p.Leftovers, Leftover{Name: e.name, Size: e.size})
+		default:
+			p.Stray = append(p.Stray, e.name)
+		}
+	}
+	sort.Slice(p.Files, func(i, j int) bool {
+		a, b := p.Files[i], p.Files[j]
+		if a.FirstOffset != b.FirstOffset {
+			return a.FirstOffset < b.FirstOffset
+		}
+		return a.Name < b.Name
+	})
+	sort.Slice(p.Leftovers, func(i, j int) bool { return p.Leftovers[i].Name < p.Leftovers[j].Name })
+	sort.Strings(p.Stray)
+	return p
+}
+
+// checkName refuses a file name that is not one name in a partition folder.
+func checkName(topic string, name string) error {
+	if err := rolling.ValidTopic(topic); err != nil {
+		return err
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		return fmt.Errorf("file name %q: not a name in a partition folder", name)
+	}
+	return nil
+}
+
+// errNotDir says a location is not a folder.
+var errNotDir = errors.New("not a folder")
+
+// ---------------------------------------------------------------------------
+// Local
+
+type localSource struct {
+	root string
+}
+
+func openLocal(root string) (Source, error) {
+	if root == "" {
+		return nil, errors.New("backup location is empty")
+	}
+	st, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("backup location: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("backup location %s: %w", root, errNotDir)
+	}
+	return &localSource{root: root}, nil
+}
+
+func (s *localSource) String() string { return s.root }
+
+func (s *localSource) Close() error { return nil }
+
+func (s *localSource) readDir(dir string) ([]entry, error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, 0, len(des))
+	for _, d := range des {
+		e := entry{name: d.Name(), dir: d.IsDir()}
+		if d.Type()&fs.ModeSymlink != 0 {
+			// A symbolic link counts as what it points to.
+			info, err := os.Stat(filepath.Join(dir, d.Name()))
+			if err != nil {
+				continue // dangling
+			}
+			e.dir, e.size = info.IsDir(), info.Size()
+		} else if !e.dir {
+			info, err := d.Info()
+			if errors.Is(err, os.ErrNotExist) {
+				continue // renamed away since the listing
+			}
+			if err != nil {
+				return nil, err
+			}
+			e.size = info.Size()
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (s *localSource) Topics(ctx context.Context) ([]string, error) {
+	es, err := s.readDir(s.root)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", s.root, err)
+	}
+	var out []string
+	for _, e := range es {
+		if e.dir && rolling.ValidTopic(e.name) == nil {
+			out = append(out, e.name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (s *localSource) Partitions(ctx context.Context, topic string) ([]int32, error) {
+	if err := rolling.ValidTopic(topic); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.root, topic)
+	es, err := s.readDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	var out []int32
+	for _, e := range es {
+		if p, ok := partitionName(e.name); ok && e.dir {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+func (s *localSource) List(ctx context.Context, topic string, partition int32) (Partition, error) {
+	if err := rolling.ValidTopic(topic); err != nil {
+		return Partition{}, err
+	}
+	dir := rolling.PartitionDir(s.root, topic, partition)
+	es, err := s.readDir(dir)
+	if err != nil {
+		return Partition{}, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	return classify(topic, partition, es), nil
+}
+
+func (s *localSource) Open(ctx context.Context, topic string, partition int32, name string) (io.ReadCloser, error) {
+	if err := checkName(topic, name); err != nil {
+		return nil, err
+	}
+	return os.Open(filepath.Join(rolling.PartitionDir(s.root, topic, partition), name))
+}
