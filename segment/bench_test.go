@@ -1,7 +1,9 @@
 package segment
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"testing"
 )
 
@@ -31,6 +33,44 @@ func BenchmarkEncoder(b *testing.B) {
 					var n int
 					buf, n = e.AppendBatch(buf, r, 1<<40)
 					r = r[n:]
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReader reads back what BenchmarkEncoder writes: Next and Records
+// for every batch, decompression included.
+func BenchmarkReader(b *testing.B) {
+	for _, codec := range []Compression{None, Gzip, Snappy, LZ4, Zstd} {
+		b.Run(codec.String(), func(b *testing.B) {
+			recs := benchRecords(4096, 1024)
+			for i := range recs {
+				// Compressible but not trivially so.
+				recs[i].Value = fmt.Appendf(nil, "%0900d-%d", i*7919, i)
+			}
+			e, _ := NewEncoder(codec)
+			var data []byte
+			for r := recs; len(r) > 0; {
+				var n int
+				data, n = e.AppendBatch(data, r, 1<<40)
+				r = r[n:]
+			}
+			b.SetBytes(int64(4096 * 1024))
+			b.ReportAllocs()
+			for b.Loop() {
+				rd := NewReader(bytes.NewReader(data))
+				for {
+					batch, err := rd.Next()
+					if err != nil {
+						if err != io.EOF {
+							b.Fatal(err)
+						}
+						break
+					}
+					if _, err := batch.Records(); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		})

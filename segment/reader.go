@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-
-	"github.com/twmb/franz-go/pkg/kgo"
+	"math"
+	"unsafe"
 )
 
 // ErrTorn reports a file that ends inside a batch: the tail of a write that
@@ -32,7 +32,6 @@ type Batch struct {
 	Codec          Compression
 	Size           int    // bytes in the file, header included
 	raw            []byte // the whole batch; valid until the next call to Next
-	dec            kgo.Decompressor
 }
 
 // BatchError says where in a file a batch could not be read.
@@ -57,12 +56,11 @@ type Reader struct {
 	pos int64
 	buf []byte
 	b   Batch
-	dec kgo.Decompressor
 }
 
 // NewReader returns a Reader reading batches from r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10), dec: kgo.DefaultDecompressor()}
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
 }
 
 // Next reads the next batch. It returns io.EOF after the last complete batch,
@@ -89,8 +87,8 @@ func (r *Reader) Next() (*Batch, error) {
 	}
 	b := r.buf
 	r.pos += int64(len(b))
-	if b[offMagic] != 2 {
-		return fail(fmt.Errorf("%w: magic %d, want 2", ErrCorrupt, b[offMagic]))
+	if err := checkHeader(b); err != nil {
+		return fail(err)
 	}
 	if want, got := binary.BigEndian.Uint32(b[offCRC:]), crc32.Checksum(b[offAttributes:], castagnoli); want != got {
 		return fail(fmt.Errorf("%w: CRC32C %08x, header says %08x", ErrCorrupt, got, want))
@@ -106,9 +104,27 @@ func (r *Reader) Next() (*Batch, error) {
 		Codec:          Compression(binary.BigEndian.Uint16(b[offAttributes:]) & 7),
 		Size:           len(b),
 		raw:            b,
-		dec:            r.dec,
 	}
 	return &r.b, nil
+}
+
+// checkHeader checks the fields of a batch header (at least HeaderSize
+// bytes) that Next and ReadSpan report: the magic, and offsets and a record
+// count no Kafka batch has. Neither reads on past a batch with a negative
+// record count or offsets that go backwards or overflow.
+func checkHeader(h []byte) error {
+	if h[offMagic] != 2 {
+		return fmt.Errorf("%w: magic %d, want 2", ErrCorrupt, h[offMagic])
+	}
+	base := int64(binary.BigEndian.Uint64(h[offBaseOffset:]))
+	delta := int64(int32(binary.BigEndian.Uint32(h[offLastOffsetDelta:])))
+	if base < 0 || delta < 0 || base > math.MaxInt64-delta {
+		return fmt.Errorf("%w: offsets %d to %d+%d", ErrCorrupt, base, base, delta)
+	}
+	if n := int32(binary.BigEndian.Uint32(h[offNumRecords:])); n < 0 {
+		return fmt.Errorf("%w: record count %d", ErrCorrupt, n)
+	}
+	return nil
 }
 
 // Raw returns the batch's bytes as they are in the file, header included.
@@ -116,59 +132,94 @@ func (r *Reader) Next() (*Batch, error) {
 func (b *Batch) Raw() []byte { return b.raw }
 
 // Records decodes the batch's records. The records own their memory.
+//
+// A batch is reported as corrupt, before its memory is allocated, when its
+// records decompress to more than a limit (MaxBatchDecompressed, and
+// MaxDecompressionRatio times the compressed size past 16 MiB), or when the
+// Record and Header values it would return take more than that limit for
+// its size. Nothing is allocated for a record count or a header count before
+// the bytes of that many records or headers are known to be there.
 func (b *Batch) Records() ([]Record, error) {
-	data := b.raw[HeaderSize:]
+	src := b.raw[HeaderSize:]
+	n := int64(b.NumRecords)
+	limit := decompressLimit(len(src))
+	// budget is what the Record and Header values may take, on top of the
+	// bytes they point into.
+	budget := int64(limit) - n*recordValueSize
+	if n < 0 || budget < 0 {
+		return nil, b.errorf("record count %d out of range", n)
+	}
+	data := src
 	if b.Codec != None {
-		d, err := b.dec.Decompress(data, kgo.CompressionCodecType(b.Codec))
+		d, err := decompress(b.Codec, src, limit)
 		if err != nil {
 			return nil, b.errorf("decompressing %s: %v", b.Codec, err)
 		}
-		data = append([]byte(nil), d...)
-	} else {
-		data = append([]byte(nil), data...)
+		data = d
 	}
-	if b.NumRecords < 0 || int(b.NumRecords) > len(data)/7+1 {
-		return nil, b.errorf("record count %d does not fit in %d bytes", b.NumRecords, len(data))
-	}
-	recs := make([]Record, 0, b.NumRecords)
+	// Frame the records before allocating anything for them: a hostile
+	// count fails here, on its own bytes.
 	d := decoder{src: data}
-	for i := int32(0); i < b.NumRecords; i++ {
+	for i := range n {
 		length := d.varint()
-		if d.err != nil || length < 1 || length > int64(len(d.src)) {
+		if d.err != nil || length < minRecordSize-1 || length > int64(len(d.src)) {
 			return nil, b.errorf("record %d: bad length", i)
 		}
+		d.src = d.src[length:]
+	}
+	if len(d.src) != 0 {
+		return nil, b.errorf("%d bytes after the last record", len(d.src))
+	}
+	if b.Codec == None {
+		data = append([]byte(nil), data...) // the records own their memory
+	}
+	recs := make([]Record, n)
+	d = decoder{src: data}
+	for i := range recs {
+		length := d.varint()
 		rd := decoder{src: d.src[:length]}
 		d.src = d.src[length:]
 		rd.src = rd.src[1:] // attributes, unused
 		tsDelta := rd.varint()
 		offDelta := rd.varint()
-		r := Record{
-			Offset:    b.BaseOffset + offDelta,
-			Timestamp: b.FirstTimestamp + tsDelta,
-			Key:       rd.bytes(),
-			Value:     rd.bytes(),
-		}
+		r := &recs[i]
+		r.Offset = b.BaseOffset + offDelta
+		r.Timestamp = b.FirstTimestamp + tsDelta
+		r.Key = rd.bytes()
+		r.Value = rd.bytes()
+		// A header takes at least two bytes: an empty key and a null value.
 		nh := rd.varint()
-		if nh < 0 || nh > int64(len(rd.src)) {
+		if rd.err != nil || nh < 0 || nh > int64(len(rd.src))/2 || nh*headerValueSize > budget {
 			return nil, b.errorf("record %d: bad header count %d", i, nh)
 		}
+		budget -= nh * headerValueSize
 		if nh > 0 {
 			r.Headers = make([]Header, nh)
 			for j := range r.Headers {
 				k := rd.bytes()
+				if k == nil {
+					rd.fail() // a header key is never null
+				}
 				r.Headers[j] = Header{Key: string(k), Value: rd.bytes()}
 			}
 		}
 		if rd.err != nil || len(rd.src) != 0 {
 			return nil, b.errorf("record %d: malformed", i)
 		}
-		recs = append(recs, r)
-	}
-	if len(d.src) != 0 {
-		return nil, b.errorf("%d bytes after the last record", len(d.src))
 	}
 	return recs, nil
 }
+
+// The memory of one Record and one Header value.
+const (
+	recordValueSize = int64(unsafe.Sizeof(Record{}))
+	headerValueSize = int64(unsafe.Sizeof(Header{}))
+)
+
+// minRecordSize is the size of the smallest record: one byte each for the
+// length, attributes, timestamp delta, offset delta, key, value and header
+// count.
+const minRecordSize = 7
 
 func (b *Batch) errorf(format string, args ...any) error {
 	return &BatchError{Position: b.Position, Err: fmt.Errorf("%w: offset %d: %s", ErrCorrupt, b.BaseOffset, fmt.Sprintf(format, args...))}
@@ -187,11 +238,17 @@ func (d *decoder) varint() int64 {
 	}
 	v, n := binary.Varint(d.src)
 	if n <= 0 {
-		d.err = ErrCorrupt
+		d.fail()
 		return 0
 	}
 	d.src = d.src[n:]
 	return v
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = ErrCorrupt
+	}
 }
 
 // bytes returns a nullable byte slice; it aliases the decoder's source.
@@ -201,7 +258,7 @@ func (d *decoder) bytes() []byte {
 		return nil
 	}
 	if n > int64(len(d.src)) {
-		d.err = ErrCorrupt
+		d.fail()
 		return nil
 	}
 	b := d.src[:n:n]

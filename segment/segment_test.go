@@ -36,7 +36,7 @@ func sampleRecords(n int, first int64) []Record {
 	return recs
 }
 
-func encodeAll(t *testing.T, codec Compression, recs []Record, limit int64) []byte {
+func encodeAll(t testing.TB, codec Compression, recs []Record, limit int64) []byte {
 	t.Helper()
 	e, err := NewEncoder(codec)
 	if err != nil {
@@ -54,7 +54,7 @@ func encodeAll(t *testing.T, codec Compression, recs []Record, limit int64) []by
 	return out
 }
 
-func readAll(t *testing.T, data []byte) []Record {
+func readAll(t testing.TB, data []byte) []Record {
 	t.Helper()
 	r := NewReader(bytes.NewReader(data))
 	var out []Record
@@ -74,12 +74,15 @@ func readAll(t *testing.T, data []byte) []Record {
 	}
 }
 
+// kgoDecompressor is franz-go's, shared: each has its own pools.
+var kgoDecompressor = kgo.DefaultDecompressor()
+
 // kmsgRecords decodes data with franz-go's kmsg, a reader that shares no code
 // with Encoder.
-func kmsgRecords(t *testing.T, data []byte) []Record {
+func kmsgRecords(t testing.TB, data []byte) []Record {
 	t.Helper()
 	var out []Record
-	dec := kgo.DefaultDecompressor()
+	dec := kgoDecompressor
 	for len(data) > 0 {
 		var rb kmsg.RecordBatch
 		if err := rb.ReadFrom(data); err != nil {

@@ -46,12 +46,20 @@ func ReadSpan(r io.ReaderAt, size int64) (Span, error) {
 		if size-pos < HeaderSize {
 			return s, &BatchError{Position: pos, Err: ErrTorn}
 		}
-		if _, err := r.ReadAt(hdr[:], pos); err != nil {
+		// ReadAt may report io.EOF along with a full header that ends the
+		// input: only a short read counts.
+		if n, err := r.ReadAt(hdr[:], pos); n < len(hdr) {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
 			return s, &BatchError{Position: pos, Err: tornOr(err)}
 		}
 		length := int64(int32(binary.BigEndian.Uint32(hdr[offLength:])))
-		if length < HeaderSize-logOverhead || length > maxBatchLength || hdr[offMagic] != 2 {
-			return s, &BatchError{Position: pos, Err: fmt.Errorf("%w: bad batch header", ErrCorrupt)}
+		if length < HeaderSize-logOverhead || length > maxBatchLength {
+			return s, &BatchError{Position: pos, Err: fmt.Errorf("%w: bad batch header: length field %d out of range", ErrCorrupt, length)}
+		}
+		if err := checkHeader(hdr[:]); err != nil {
+			return s, &BatchError{Position: pos, Err: fmt.Errorf("bad batch header: %w", err)}
 		}
 		if pos+logOverhead+length > size {
 			return s, &BatchError{Position: pos, Err: ErrTorn}
