@@ -276,5 +276,8 @@ func instanceID() string {
 
 // Register adds kafka-backup's components to env.
 func Register(env *service.Environment) error {
+	if err := env.RegisterBatchInput("kafka_backup", InputSpec(), newInput); err != nil {
+		return err
+	}
 	return env.RegisterBatchOutput("kafka_backup", OutputSpec(), newOutput)
 }

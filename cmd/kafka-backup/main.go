@@ -47,6 +47,9 @@ func main() {
 		service.CLIOptSetVersion(v, d),
 		service.CLIOptAddCommand(demoCommand(env)),
 		service.CLIOptAddCommand(restoreCommand()),
+		service.CLIOptAddCommand(verifyCommand()),
+		service.CLIOptAddCommand(lsCommand()),
+		service.CLIOptAddCommand(catCommand()),
 	)
 }
 

@@ -1,0 +1,264 @@
+// Package inspect reads a kafka-backup tree (tree.Source: a local folder or
+// an FTP/FTPS server) without changing it, for the `verify`, `ls` and `cat`
+// subcommands:
+//
+//   - Verify reads every final file in full (CRC of every batch, every record
+//     decoded), checks that each file's name is its first offset and that its
+//     offsets strictly increase, and reports per partition the offsets held,
+//     gaps, overlaps between files, and hidden leftover files.
+//   - List walks the batch headers of every final file: files, first and last
+//     offset, records, bytes and the time range of each partition.
+//   - Cat writes the records of one file as JSON lines.
+//
+// Nothing here writes to the tree.
+package inspect
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tree"
+)
+
+// Filter selects the partitions of a tree. Empty fields select everything.
+type Filter struct {
+	Topics     []string // topic names
+	Partitions []int32  // partition numbers, in every selected topic
+}
+
+// partitionRef names one partition folder.
+type partitionRef struct {
+	topic     string
+	partition int32
+}
+
+// selectPartitions lists the partition folders of src that f selects, by
+// topic, then partition. A topic named in f but absent from src is an error:
+// a typo must not pass for an empty backup.
+func selectPartitions(ctx context.Context, src tree.Source, f Filter) ([]partitionRef, error) {
+	topics, err := src.Topics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Topics) > 0 {
+		var missing []string
+		for _, t := range f.Topics {
+			if !slices.Contains(topics, t) {
+				missing = append(missing, t)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("no topic %s in %s (it has %s)", strings.Join(missing, ", "), src, listOrNone(topics))
+		}
+		topics = slices.DeleteFunc(slices.Clone(topics), func(t string) bool { return !slices.Contains(f.Topics, t) })
+	}
+	var out []partitionRef
+	for _, t := range topics {
+		parts, err := src.Partitions(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			if len(f.Partitions) == 0 || slices.Contains(f.Partitions, p) {
+				out = append(out, partitionRef{t, p})
+			}
+		}
+	}
+	return out, nil
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "no topics"
+	}
+	return strings.Join(s, ", ")
+}
+
+// forEach runs fn on every element of refs, parallel at once, and returns
+// when all are done or ctx is cancelled.
+func forEach(ctx context.Context, refs []partitionRef, parallel int, fn func(i int, ref partitionRef)) {
+	if parallel < 1 {
+		parallel = 4
+	}
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, ref := range refs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i, ref)
+		}()
+	}
+	wg.Wait()
+}
+
+// location returns the path of a file of a partition, for messages.
+func location(src tree.Source, topic string, partition int32, name string) string {
+	root := strings.TrimSuffix(src.String(), "/")
+	return fmt.Sprintf("%s/%s/%d/%s", root, topic, partition, name)
+}
+
+// ---------------------------------------------------------------------------
+// Offsets
+
+// OffsetSet is a set of offsets kept as sorted, disjoint, non-adjacent
+// ranges. Adding offsets in increasing order is O(1). The zero value is an
+// empty set.
+type OffsetSet struct {
+	r []segment.Range
+}
+
+// Ranges returns the set's ranges, sorted. The slice must not be changed.
+func (s *OffsetSet) Ranges() []segment.Range { return s.r }
+
+// Len returns the number of offsets in the set.
+func (s *OffsetSet) Len() int64 {
+	var n int64
+	for _, r := range s.r {
+		n += r.Last - r.First + 1
+	}
+	return n
+}
+
+// Max returns the highest offset in the set, or -1 when it is empty.
+func (s *OffsetSet) Max() int64 {
+	if len(s.r) == 0 {
+		return -1
+	}
+	return s.r[len(s.r)-1].Last
+}
+
+// Add adds an offset.
+func (s *OffsetSet) Add(off int64) { s.AddRange(segment.Range{First: off, Last: off}) }
+
+// AddRange adds the offsets of r (First <= Last).
+func (s *OffsetSet) AddRange(r segment.Range) {
+	n := len(s.r)
+	if n == 0 || r.First > s.r[n-1].Last {
+		s.r = segment.AppendRange(s.r, r)
+		return
+	}
+	// i: the first range that ends at or after r.First-1 (touches or
+	// overlaps r from below); j: the first range starting after r.Last+1.
+	i := sort.Search(n, func(i int) bool { return s.r[i].Last >= r.First-1 })
+	j := sort.Search(n, func(i int) bool { return s.r[i].First > r.Last+1 })
+	if i == j {
+		s.r = slices.Insert(s.r, i, r)
+		return
+	}
+	merged := segment.Range{First: min(r.First, s.r[i].First), Last: max(r.Last, s.r[j-1].Last)}
+	s.r = slices.Replace(s.r, i, j, merged)
+}
+
+// Contains reports whether off is in the set.
+func (s *OffsetSet) Contains(off int64) bool { return s.Covers(off, off) }
+
+// Covers reports whether every offset from first to last is in the set.
+func (s *OffsetSet) Covers(first, last int64) bool {
+	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= first })
+	return i < len(s.r) && s.r[i].First <= first && s.r[i].Last >= last
+}
+
+// Holes returns the ranges between the set's ranges: offsets between the
+// lowest and the highest that the set does not hold.
+func (s *OffsetSet) Holes() []segment.Range {
+	var out []segment.Range
+	for i := 1; i < len(s.r); i++ {
+		out = append(out, segment.Range{First: s.r[i-1].Last + 1, Last: s.r[i].First - 1})
+	}
+	return out
+}
+
+// rangesLen returns the number of offsets in rs.
+func rangesLen(rs []segment.Range) int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.Last - r.First + 1
+	}
+	return n
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+// FormatRanges formats offset ranges ("0-99, 150, 200-299"), at most max of
+// them (all when max <= 0).
+func FormatRanges(rs []segment.Range, max int) string {
+	if len(rs) == 0 {
+		return "none"
+	}
+	var parts []string
+	for i, r := range rs {
+		if max > 0 && i == max {
+			parts = append(parts, fmt.Sprintf("… (%d ranges)", len(rs)))
+			break
+		}
+		if r.First == r.Last {
+			parts = append(parts, fmt.Sprint(r.First))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", r.First, r.Last))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// FormatTime formats milliseconds since the epoch as RFC3339 in UTC with
+// milliseconds.
+func FormatTime(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// formatSize formats a byte count: "512 B", "1.5 KiB", "3.2 GiB".
+func formatSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// formatCount formats a number with thousands separators: 1,234,567.
+func formatCount(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// plural formats a count of things: "1 file", "2,000 files".
+func plural(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return formatCount(n) + " " + what + "s"
+}
+
+func ptr[T any](v T) *T { return &v }

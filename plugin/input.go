@@ -1,0 +1,463 @@
+package plugin
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-backup/kafka-backup/inspect"
+	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tree"
+	"github.com/kafka-backup/kafka-backup/units"
+)
+
+// Field names of the kafka_backup input (the FTP ones are shared with
+// fs.ftp of the output).
+const (
+	fieldInTopics      = "topics"
+	fieldInSkipCorrupt = "skip_corrupt"
+)
+
+// Metadata keys the input sets, as the redpanda input sets them.
+const (
+	inMetaKey       = "kafka_key"
+	inMetaTopic     = "kafka_topic"
+	inMetaPartition = "kafka_partition"
+	inMetaOffset    = "kafka_offset"
+	inMetaTsMs      = "kafka_timestamp_ms"
+	inMetaTsUnix    = "kafka_timestamp_unix"
+	inMetaTombstone = "kafka_tombstone_message"
+	inMetaHeaders   = "__rpcn_kafka_headers"
+)
+
+// InputSpec is the configuration spec of the kafka_backup input.
+func InputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Local").
+		Summary("Reads a kafka-backup tree (a local folder or an FTP/FTPS server) and emits one message per backed-up record, with the metadata the `redpanda` input sets, partition by partition in offset order. The input ends when everything is read.").
+		Description(`
+Reads the files the `+"`kafka_backup`"+` output wrote, `+"`<path>/<topic>/<partition>/<first offset>`"+`: topic by topic (sorted), partition by
+partition, each partition's files in offset order, every batch's CRC checked. Each Kafka RecordBatch of a file becomes one
+message batch, each record one message. Hidden in-progress and upload files are skipped (with a warning), and an offset held by
+two files is emitted once, from the file read first. When everything is read the input ends, and with it the pipeline.
+
+### Metadata
+
+The same as the `+"`redpanda`"+` input:
+
+- `+"`kafka_key`"+`: the key as bytes; nil for a null key
+- `+"`kafka_topic`"+`, `+"`kafka_partition`"+` (int), `+"`kafka_offset`"+` (int): where the record was
+- `+"`kafka_timestamp_ms`"+`, `+"`kafka_timestamp_unix`"+`: its timestamp, in milliseconds and seconds
+- `+"`kafka_tombstone_message`"+`: true for a null value (the message content is then empty)
+- every header as metadata (a string; nil for a null header value; the last one wins among duplicates)
+- `+"`__rpcn_kafka_headers`"+`: the exact header list (`+"`[]kgo.RecordHeader`"+`: order, duplicates, null values)
+
+Unlike with the `+"`redpanda`"+` input, a record header named like one of the `+"`kafka_*`"+` keys does not overwrite them.
+
+### What reaches Kafka
+
+The `+"`kafka_backup`"+` output takes all of it back exactly (key, null key, value, tombstone, headers, timestamp, topic, partition,
+offset): input to output copies a backup. The stock Kafka outputs (`+"`redpanda`"+`, `+"`kafka_franz`"+`) cannot carry all of it: they write
+the message content as the value, the key from an interpolation (`+"`key: ${! @kafka_key }`"+`), the timestamp from an interpolation,
+and the headers from metadata strings (`+"`metadata: {include_patterns: [...]}`"+`). So duplicate header names keep one value, a null
+header value becomes the string `+"`null`"+`, header order is lost, and a null key or value survives only while the pipeline passes
+it on unchanged (a processor that rewrites it as a string makes it empty); the offsets are Kafka's to give. To put a backup back into Kafka exactly, use `+"`kafka-backup restore`"+`.
+
+### Order
+
+Messages leave the input in offset order. Set the output's `+"`max_in_flight: 1`"+` when the order written matters (with
+`+"`kafka_backup`"+` as output, batches written out of order would start new files).
+
+### Damaged files
+
+Run `+"`kafka-backup verify`"+` first. A torn or corrupt batch stops the input there, after the records before it: it logs an error
+naming the file, the byte and the offset, keeps failing (the pipeline does not end) and never skips data silently. With
+`+"`skip_corrupt: true`"+` it logs the error, skips the rest of that file and goes on. A read that fails (an FTP connection lost)
+is retried, re-reading the file and skipping what was already emitted.`).
+		Fields(
+			service.NewStringField(fieldPath).
+				Description("The backup to read: a local folder (the `kafka_backup` output's `path`), or `ftp://USER@HOST[:PORT]/PATH` / `ftps://USER@HOST[:PORT]/PATH` (explicit FTPS, AUTH TLS) for a backup written with `fs.schema: ftp`, PATH being the output's `path`.").
+				Example("/backups").Example("ftps://backup@ftp.example.com/kafka"),
+			service.NewStringListField(fieldInTopics).
+				Description("Topics to read; all topics of the backup when empty. A topic the backup does not have is an error.").
+				Default([]string{}).
+				Example([]string{"orders"}),
+			service.NewStringField(fieldFTPPassword).
+				Description("FTP password. When empty: the environment variable `"+tree.PasswordEnv+"`, else the password in `path`. A secret: never logged.").
+				Default("").
+				Secret(),
+			service.NewTLSField(fieldFTPTLS).
+				Description("Certificate settings of an `ftps://` path (`root_cas`, `root_cas_file`, `skip_cert_verify` for tests, client certificates). Data connections resume the control connection's TLS session.").
+				Advanced(),
+			service.NewStringField(fieldFTPServerName).
+				Description("Name the FTPS server's certificate must hold; the host of `path` when empty.").
+				Default("").
+				Advanced(),
+			service.NewStringField(fieldFTPConnTimeout).
+				Description("Bound on dialing, TLS and logging in to the FTP server.").
+				Default("10s").
+				LintRule(units.DurationLintRule(fieldFTPConnTimeout)).
+				Advanced(),
+			service.NewStringField(fieldFTPTimeout).
+				Description("Bound on every FTP read and write; a download that breaks goes on where it stopped on a new connection.").
+				Default("30s").
+				LintRule(units.DurationLintRule(fieldFTPTimeout)).
+				Advanced(),
+			service.NewIntField(fieldFTPMaxConns).
+				Description("FTP connections at most (listings and the file being read).").
+				Default(2).
+				Advanced(),
+			service.NewBoolField(fieldFTPEPSV).
+				Description("Use EPSV for passive data connections, else PASV.").
+				Default(true).
+				Advanced(),
+			service.NewBoolField(fieldInSkipCorrupt).
+				Description("When a batch is torn or corrupt: `false` stops the input there (it keeps reporting the error); `true` logs it, skips the rest of that file and goes on.").
+				Default(false),
+		)
+}
+
+// newInput builds a kafka_backup input from its parsed config.
+func newInput(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchInput, error) {
+	in := &backupInput{log: mgr.Logger()}
+	var err error
+	if in.location, err = conf.FieldString(fieldPath); err != nil {
+		return nil, err
+	}
+	if in.location == "" {
+		return nil, fmt.Errorf("%s: is empty: give the backup's folder or ftp:// URL", fieldPath)
+	}
+	if in.topics, err = conf.FieldStringList(fieldInTopics); err != nil {
+		return nil, err
+	}
+	if in.opts.Password, err = conf.FieldString(fieldFTPPassword); err != nil {
+		return nil, err
+	}
+	lower := strings.ToLower(in.location)
+	if strings.HasPrefix(lower, "ftps://") {
+		tc, err := conf.FieldTLS(fieldFTPTLS)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fieldFTPTLS, err)
+		}
+		tc = tc.Clone()
+		if tc.ServerName, err = conf.FieldString(fieldFTPServerName); err != nil {
+			return nil, err
+		}
+		if tc.MinVersion == 0 {
+			tc.MinVersion = tls.VersionTLS12
+		}
+		in.opts.TLS = tc // tree.Open adds the host as server name and a session cache
+	}
+	for f, dst := range map[string]*time.Duration{fieldFTPConnTimeout: &in.opts.ConnectTimeout, fieldFTPTimeout: &in.opts.IOTimeout} {
+		s, err := conf.FieldString(f)
+		if err != nil {
+			return nil, err
+		}
+		if *dst, err = units.ParseDuration(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	if in.opts.MaxConnections, err = conf.FieldInt(fieldFTPMaxConns); err != nil {
+		return nil, err
+	}
+	if in.opts.MaxConnections < 1 {
+		return nil, fmt.Errorf("%s: %d: must be at least 1", fieldFTPMaxConns, in.opts.MaxConnections)
+	}
+	epsv, err := conf.FieldBool(fieldFTPEPSV)
+	if err != nil {
+		return nil, err
+	}
+	in.opts.DisableEPSV = !epsv
+	if in.skipCorrupt, err = conf.FieldBool(fieldInSkipCorrupt); err != nil {
+		return nil, err
+	}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	return service.AutoRetryNacksBatched(in), nil
+}
+
+// backupInput reads a backup tree, partition by partition.
+type backupInput struct {
+	location    string
+	opts        tree.Options
+	topics      []string
+	skipCorrupt bool
+	log         *service.Logger
+
+	ctx    context.Context // the input's life: reads outlive a ReadBatch call
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	src    tree.Source
+	queue  []inPartition // partitions not started
+	cur    *inPartState  // the partition being read
+	totals struct{ partitions, records, duplicates, skippedFiles int64 }
+}
+
+type inPartition struct {
+	topic     string
+	partition int32
+}
+
+// inPartState is the partition being read.
+type inPartState struct {
+	inPartition
+	files []tree.File
+	next  int // index in files of the file open (or to open)
+
+	rc   io.ReadCloser
+	rd   *segment.Reader
+	seen inspect.OffsetSet // offsets emitted
+	err  error             // sticky: a torn or corrupt batch, without skip_corrupt
+
+	records, duplicates int64
+}
+
+func (in *backupInput) Connect(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.src != nil {
+		return nil
+	}
+	src, err := tree.Open(ctx, in.location, in.opts)
+	if err != nil {
+		return err
+	}
+	topics, err := src.Topics(ctx)
+	if err != nil {
+		src.Close()
+		return err
+	}
+	if len(in.topics) > 0 {
+		var missing []string
+		for _, t := range in.topics {
+			if !slices.Contains(topics, t) {
+				missing = append(missing, t)
+			}
+		}
+		if len(missing) > 0 {
+			src.Close()
+			return fmt.Errorf("%s: no topic %s in the backup (it has %s)", fieldInTopics, strings.Join(missing, ", "), strings.Join(topics, ", "))
+		}
+		topics = slices.DeleteFunc(topics, func(t string) bool { return !slices.Contains(in.topics, t) })
+	}
+	var queue []inPartition
+	for _, t := range topics {
+		parts, err := src.Partitions(ctx, t)
+		if err != nil {
+			src.Close()
+			return err
+		}
+		for _, p := range parts {
+			queue = append(queue, inPartition{t, p})
+		}
+	}
+	in.src, in.queue = src, queue
+	in.log.Infof("kafka_backup input: reading %d partitions of %d topics from %s", len(queue), len(topics), src)
+	return nil
+}
+
+var noAck service.AckFunc = func(context.Context, error) error { return nil }
+
+func (in *backupInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.src == nil {
+		return nil, nil, service.ErrNotConnected
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		if err := in.ctx.Err(); err != nil {
+			return nil, nil, service.ErrEndOfInput
+		}
+		if in.cur == nil {
+			if len(in.queue) == 0 {
+				in.log.Infof("kafka_backup input: done: %d records from %d partitions of %s (%d duplicates skipped, %d files skipped)",
+					in.totals.records, in.totals.partitions, in.src, in.totals.duplicates, in.totals.skippedFiles)
+				return nil, nil, service.ErrEndOfInput
+			}
+			if err := in.startPartition(in.queue[0]); err != nil {
+				return nil, nil, err
+			}
+			in.queue = in.queue[1:]
+		}
+		ps := in.cur
+		if ps.err != nil {
+			return nil, nil, ps.err
+		}
+		if ps.rd == nil {
+			if ps.next >= len(ps.files) {
+				in.finishPartition()
+				continue
+			}
+			rc, err := in.src.Open(in.ctx, ps.topic, ps.partition, ps.files[ps.next].Name)
+			if errors.Is(err, fs.ErrNotExist) {
+				in.log.Warnf("kafka_backup input: %s: gone since the folder was listed: skipped", in.where())
+				ps.next++
+				continue
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("kafka_backup input: %s: %w", in.where(), err)
+			}
+			ps.rc, ps.rd = rc, segment.NewReader(rc)
+		}
+		batch, err := in.readBatch(ps)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(batch) > 0 {
+			return batch, noAck, nil
+		}
+	}
+}
+
+// readBatch reads the next RecordBatch of the open file and returns its
+// records not emitted yet as messages; none at the end of the file (which
+// it then closes) or for a batch already emitted.
+func (in *backupInput) readBatch(ps *inPartState) (service.MessageBatch, error) {
+	b, err := ps.rd.Next()
+	if err == io.EOF {
+		in.closeFile(ps)
+		ps.next++
+		return nil, nil
+	}
+	var recs []segment.Record
+	if err == nil {
+		if ps.seen.Covers(b.BaseOffset, b.LastOffset) {
+			ps.duplicates += int64(b.NumRecords)
+			return nil, nil
+		}
+		recs, err = b.Records()
+	}
+	if err != nil {
+		return nil, in.fileError(ps, err)
+	}
+	batch := make(service.MessageBatch, 0, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		if ps.seen.Contains(r.Offset) {
+			ps.duplicates++
+			continue
+		}
+		ps.seen.Add(r.Offset)
+		batch = append(batch, recordMessage(ps.topic, ps.partition, r))
+	}
+	ps.records += int64(len(batch))
+	return batch, nil
+}
+
+// fileError handles a batch that cannot be read.
+func (in *backupInput) fileError(ps *inPartState, err error) error {
+	where := in.where()
+	in.closeFile(ps)
+	var be *segment.BatchError
+	pos, cause := "", err
+	if errors.As(err, &be) {
+		pos, cause = fmt.Sprintf(" byte %d:", be.Position), be.Err
+	}
+	after := fmt.Sprintf("offsets up to %d of the partition were emitted", ps.seen.Max())
+	if !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
+		// A read that failed: the file is read again from its start, and
+		// what was emitted is skipped.
+		return fmt.Errorf("kafka_backup input: %s:%s %w (%s; the file is read again)", where, pos, cause, after)
+	}
+	err = fmt.Errorf("kafka_backup input: %s:%s %w; %s", where, pos, cause, after)
+	if in.skipCorrupt {
+		in.log.Errorf("%v; skip_corrupt: the rest of the file is skipped", err)
+		in.totals.skippedFiles++
+		ps.next++
+		return nil
+	}
+	ps.err = fmt.Errorf("%w; the input stops here (run kafka-backup verify; skip_corrupt: true goes on with the next file)", err)
+	in.log.Errorf("%v", ps.err)
+	return ps.err
+}
+
+func (in *backupInput) where() string {
+	ps := in.cur
+	return fmt.Sprintf("%s/%s/%d/%s", strings.TrimSuffix(in.src.String(), "/"), ps.topic, ps.partition, ps.files[ps.next].Name)
+}
+
+func (in *backupInput) startPartition(p inPartition) error {
+	part, err := in.src.List(in.ctx, p.topic, p.partition)
+	if err != nil {
+		return fmt.Errorf("kafka_backup input: %w", err)
+	}
+	for _, l := range part.Leftovers {
+		in.log.Warnf("kafka_backup input: %s/%d: skipping hidden file %s (%d bytes): in-progress or upload files are not part of the backup", p.topic, p.partition, l.Name, l.Size)
+	}
+	in.cur = &inPartState{inPartition: p, files: part.Files}
+	return nil
+}
+
+func (in *backupInput) finishPartition() {
+	ps := in.cur
+	msg := fmt.Sprintf("kafka_backup input: %s/%d: %d records from %d files, offsets %s", ps.topic, ps.partition, ps.records, len(ps.files), inspect.FormatRanges(ps.seen.Ranges(), 5))
+	if ps.duplicates > 0 {
+		msg += fmt.Sprintf("; %d duplicates skipped (offsets in two files)", ps.duplicates)
+	}
+	in.log.Info(msg)
+	in.totals.partitions++
+	in.totals.records += ps.records
+	in.totals.duplicates += ps.duplicates
+	in.cur = nil
+}
+
+func (in *backupInput) closeFile(ps *inPartState) {
+	if ps.rc != nil {
+		ps.rc.Close()
+	}
+	ps.rc, ps.rd = nil, nil
+}
+
+func (in *backupInput) Close(ctx context.Context) error {
+	in.cancel()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cur != nil {
+		in.closeFile(in.cur)
+	}
+	if in.src != nil {
+		in.src.Close()
+	}
+	return nil
+}
+
+// recordMessage is a record as the redpanda input delivers it; the kafka_*
+// metadata is set after the headers, so a header cannot overwrite it.
+func recordMessage(topic string, partition int32, r *segment.Record) *service.Message {
+	msg := service.NewMessage(r.Value)
+	if len(r.Headers) > 0 {
+		hs := make([]kgo.RecordHeader, len(r.Headers))
+		for i, h := range r.Headers {
+			hs[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+			switch {
+			case h.Value == nil:
+				msg.MetaSetMut(h.Key, nil)
+			default:
+				msg.MetaSetMut(h.Key, string(h.Value))
+			}
+		}
+		msg.MetaSetMut(inMetaHeaders, hs)
+	}
+	msg.MetaSetMut(inMetaKey, r.Key)
+	msg.MetaSetMut(inMetaTopic, topic)
+	msg.MetaSetMut(inMetaPartition, int(partition))
+	msg.MetaSetMut(inMetaOffset, int(r.Offset))
+	msg.MetaSetMut(inMetaTsUnix, time.UnixMilli(r.Timestamp).Unix())
+	msg.MetaSetMut(inMetaTsMs, r.Timestamp)
+	msg.MetaSetMut(inMetaTombstone, r.Value == nil)
+	return msg
+}
