@@ -30,7 +30,7 @@ type Observer struct {
 // NewObserver returns an Observer reporting to mgr's logger and metrics.
 func NewObserver(mgr *service.Resources) *Observer {
 	m := mgr.Metrics()
-	return &Observer{
+	o := &Observer{
 		log:        mgr.Logger(),
 		records:    m.NewCounter("kafka_backup_records_written", "topic", "partition"),
 		bytes:      m.NewCounter("kafka_backup_bytes_written", "topic", "partition"),
@@ -40,10 +40,16 @@ func NewObserver(mgr *service.Resources) *Observer {
 		errors:     m.NewCounter("kafka_backup_errors"),
 		uploads:    m.NewCounter("kafka_backup_uploads"),
 		uploadErrs: m.NewCounter("kafka_backup_upload_errors"),
-		uploadTime: m.NewTimer("kafka_backup_upload_seconds"),
+		uploadTime: m.NewTimer("kafka_backup_upload_latency_ns"),
 		spool:      m.NewGauge("kafka_backup_spool_bytes"),
 		openFiles:  m.NewGauge("kafka_backup_open_files"),
 	}
+	// Counters of rare events exist at 0 from the start, so an alert on
+	// their increase sees the first one.
+	for _, c := range []*service.MetricCounter{o.errors, o.outOfOrder, o.uploads, o.uploadErrs} {
+		c.Incr(0)
+	}
+	return o
 }
 
 // Written implements the observer interfaces.
