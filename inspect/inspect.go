@@ -24,6 +24,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
+	"github.com/kafka-backup/kafka-backup/units"
 )
 
 // Filter selects the partitions of a tree. Empty fields select everything.
@@ -221,44 +222,12 @@ func FormatTime(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
-// formatSize formats a byte count: "512 B", "1.5 KiB", "3.2 GiB".
-func formatSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
-
-// formatCount formats a number with thousands separators: 1,234,567.
-func formatCount(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
 // plural formats a count of things: "1 file", "2,000 files".
 func plural(n int64, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
-	return formatCount(n) + " " + what + "s"
+	return units.FormatCount(n) + " " + what + "s"
 }
 
 func ptr[T any](v T) *T { return &v }

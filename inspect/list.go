@@ -11,6 +11,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
+	"github.com/kafka-backup/kafka-backup/units"
 )
 
 // Batch header fields List reads (docs/FORMAT.md).
@@ -271,7 +272,7 @@ func (r *ListReport) WriteText(w io.Writer, files bool) {
 		if p.FirstOffset != nil {
 			line += fmt.Sprintf(", offsets %d-%d", *p.FirstOffset, *p.LastOffset)
 		}
-		line += fmt.Sprintf(", %s, %s (%d bytes)", plural(p.Records, "record"), formatSize(p.Bytes), p.Bytes)
+		line += fmt.Sprintf(", %s, %s (%d bytes)", plural(p.Records, "record"), units.FormatBytes(p.Bytes), p.Bytes)
 		if p.MinTimestamp != nil {
 			line += fmt.Sprintf(", %s to %s", FormatTime(*p.MinTimestamp), FormatTime(*p.MaxTimestamp))
 		}
@@ -302,7 +303,7 @@ func (r *ListReport) WriteText(w io.Writer, files bool) {
 		}
 	}
 	fmt.Fprintf(w, "Total: %s, %s, %s, %s (%d bytes)", plural(int64(len(r.Partitions)), "partition"), plural(int64(r.Files), "file"),
-		plural(r.Records, "record"), formatSize(r.Bytes), r.Bytes)
+		plural(r.Records, "record"), units.FormatBytes(r.Bytes), r.Bytes)
 	if r.Errors > 0 {
 		fmt.Fprintf(w, "; %s (run kafka-backup verify)", strings.ToUpper(plural(int64(r.Errors), "error")))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
+	"github.com/kafka-backup/kafka-backup/units"
 )
 
 // Severity says whether a problem makes a backup fail verification.
@@ -259,11 +260,11 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		switch kind {
 		case "inprogress":
 			msg = fmt.Sprintf("in-progress file (%s): a writer is writing it, or crashed; restore and the kafka_backup input skip it. "+
-				"If no kafka-backup runs on this folder, start one with the same output: it cuts the file back to its last complete batch and finalizes it", formatSize(l.Size))
+				"If no kafka-backup runs on this folder, start one with the same output: it cuts the file back to its last complete batch and finalizes it", units.FormatBytes(l.Size))
 		case "upload":
-			msg = fmt.Sprintf("FTP upload in progress or abandoned (%s): the spool that uploads it still holds the file; an abandoned one can be deleted once its final file exists", formatSize(l.Size))
+			msg = fmt.Sprintf("FTP upload in progress or abandoned (%s): the spool that uploads it still holds the file; an abandoned one can be deleted once its final file exists", units.FormatBytes(l.Size))
 		default:
-			msg = fmt.Sprintf("hidden file (%s), not written by kafka-backup", formatSize(l.Size))
+			msg = fmt.Sprintf("hidden file (%s), not written by kafka-backup", units.FormatBytes(l.Size))
 		}
 		pr.add(Problem{Severity: SeverityWarning, Kind: KindLeftover, File: l.Name, Path: location(src, ref.topic, ref.partition, l.Name), Message: msg})
 	}
@@ -591,7 +592,7 @@ func (r *VerifyReport) WriteText(w io.Writer) {
 			offsets = "offsets " + formatJSONRanges(p.Offsets, 5)
 		}
 		fmt.Fprintf(w, "  %s/%d: %s: %s, %s, %s, %s\n", p.Topic, p.Partition, status,
-			plural(int64(len(p.Files)), "file"), plural(p.Records, "record"), offsets, formatSize(p.Bytes))
+			plural(int64(len(p.Files)), "file"), plural(p.Records, "record"), offsets, units.FormatBytes(p.Bytes))
 		if len(p.Gaps) > 0 {
 			fmt.Fprintf(w, "      gaps: %s (%s no file holds: compaction, transactions, offset_from, or missing data)\n", formatJSONRanges(p.Gaps, 5), plural(p.GapOffsets, "offset"))
 		}
@@ -605,7 +606,7 @@ func (r *VerifyReport) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Total: %s, %s, %s, %s read in %s: %s, %s: %s.\n",
 		plural(int64(len(r.Partitions)), "partition"), plural(int64(r.Files), "file"), plural(r.Records, "record"),
-		formatSize(r.Bytes), r.Took.Round(time.Millisecond), plural(int64(r.Errors), "error"), plural(int64(r.Warnings), "warning"), verdict)
+		units.FormatBytes(r.Bytes), r.Took.Round(time.Millisecond), plural(int64(r.Errors), "error"), plural(int64(r.Warnings), "warning"), verdict)
 }
 
 func formatJSONRanges(rs []Range, max int) string {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kafka-backup/kafka-backup/units"
 )
 
 // progress shows how far the restore is on Log: a bar redrawn in place on a
@@ -64,7 +66,7 @@ func (r *run) startProgress(plan []*topicPlan) *progress {
 			if since <= 0 {
 				since = 1e-9
 			}
-			rate := fmt.Sprintf("%s records/s, %s/s", count(int64(float64(drecs)/since)), size(int64(float64(dbytes)/since)))
+			rate := fmt.Sprintf("%s records/s, %s/s", units.FormatCount(int64(float64(drecs)/since)), units.FormatBytes(int64(float64(dbytes)/since)))
 			pct := 100.0
 			if total > 0 {
 				pct = 100 * float64(read) / float64(total)
@@ -74,14 +76,14 @@ func (r *run) startProgress(plan []*topicPlan) *progress {
 				fill := min(width, int(pct/100*width))
 				line := fmt.Sprintf("\r[%s%s] %5.1f%%  %s of %s read  %s records %s  %s ",
 					strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct,
-					size(read), size(total), count(recs), verb, rate)
+					units.FormatBytes(read), units.FormatBytes(total), units.FormatCount(recs), verb, rate)
 				if final {
 					line += "\n"
 				}
 				fmt.Fprint(r.log, line)
 			} else {
 				fmt.Fprintf(r.log, "restore: %.1f%% read (%s of %s), %s records %s, %s\n",
-					pct, size(read), size(total), count(recs), verb, rate)
+					pct, units.FormatBytes(read), units.FormatBytes(total), units.FormatCount(recs), verb, rate)
 			}
 			lastAt, lastRecs, lastBytes = now, recs, bytes
 			if final {
@@ -95,36 +97,4 @@ func (r *run) startProgress(plan []*topicPlan) *progress {
 func (p *progress) stop() {
 	close(p.done)
 	p.wg.Wait()
-}
-
-// size formats a byte count: 999 B, 1.5 KiB, 12.0 MiB, 3.2 GiB.
-func size(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
-
-// count formats a number with thousands separators: 1,234,567.
-func count(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/units"
 )
 
 // Write prints the summary: a few lines per partition, then the totals.
@@ -33,8 +34,8 @@ func (s *Summary) Write(w io.Writer) {
 				offsets = ", offsets " + ranges(p.Restored, 5)
 			}
 			fmt.Fprintf(w, "  %s/%d%s: %s %s%s (%s of record data); %s, %s read\n",
-				p.Topic, p.Partition, target, plural(p.Records, "record"), verb, offsets, size(p.Bytes),
-				plural(int64(p.Files), "file"), size(p.ReadBytes))
+				p.Topic, p.Partition, target, plural(p.Records, "record"), verb, offsets, units.FormatBytes(p.Bytes),
+				plural(int64(p.Files), "file"), units.FormatBytes(p.ReadBytes))
 		}
 		var notes []string
 		if len(p.Gaps) > 0 {
@@ -65,9 +66,9 @@ func (s *Summary) Write(w io.Writer) {
 	t := s.Totals()
 	secs := max(s.Took.Seconds(), 1e-3)
 	fmt.Fprintf(w, "Total: %s (%s) %s from %s of %s; %s read from %s in %s (%s records/s, %s/s)",
-		plural(t.Records, "record"), size(t.Bytes), verb, plural(int64(len(s.Partitions)), "partition"),
-		plural(int64(len(topics)), "topic"), size(t.ReadBytes), plural(int64(t.Files), "file"),
-		s.Took.Round(time.Millisecond), count(int64(float64(t.Records)/secs)), size(int64(float64(t.ReadBytes)/secs)))
+		plural(t.Records, "record"), units.FormatBytes(t.Bytes), verb, plural(int64(len(s.Partitions)), "partition"),
+		plural(int64(len(topics)), "topic"), units.FormatBytes(t.ReadBytes), plural(int64(t.Files), "file"),
+		s.Took.Round(time.Millisecond), units.FormatCount(int64(float64(t.Records)/secs)), units.FormatBytes(int64(float64(t.ReadBytes)/secs)))
 	fmt.Fprintf(w, "; %s (%s); %s skipped", plural(int64(len(t.Gaps)), "gap"), plural(t.GapOffsets(), "offset"), plural(t.Duplicates, "duplicate"))
 	if len(s.Created) > 0 {
 		fmt.Fprintf(w, "; created %s", strings.Join(s.Created, ", "))
@@ -89,7 +90,7 @@ func plural(n int64, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
-	return count(n) + " " + what + "s"
+	return units.FormatCount(n) + " " + what + "s"
 }
 
 // ranges formats offset ranges, at most max of them.

@@ -64,7 +64,7 @@ Examples:
   kafka-backup restore --brokers kafka:9092 --topic orders --rename orders=orders-restored --create-topics /backups
   kafka-backup restore --brokers kafka:9092 --until 2024-05-01T12:00:00Z ftps://backup@ftp.example.com/kafka
   kafka-backup restore --dry-run /backups`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "brokers", Aliases: []string{"b"}, EnvVars: []string{"KAFKA_BROKERS"}, Usage: "target cluster's seed brokers, HOST:PORT[,HOST:PORT…] (required, except with --dry-run)"},
 			&cli.StringSliceFlag{Name: "topic", Aliases: []string{"t"}, Usage: "restore this backup topic (repeatable); all topics of the backup when not given"},
 			&cli.IntSliceFlag{Name: "partition", Aliases: []string{"p"}, Usage: "restore only this partition, in every selected topic (repeatable); to go on after a failure in one partition"},
@@ -88,16 +88,7 @@ Examples:
 			&cli.StringFlag{Name: "sasl-mechanism", Category: "Kafka target", Usage: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 			&cli.StringFlag{Name: "sasl-user", Category: "Kafka target", Usage: "SASL user"},
 			&cli.StringFlag{Name: "sasl-password", Category: "Kafka target", EnvVars: []string{"KAFKA_SASL_PASSWORD"}, Usage: "SASL password (better from the environment variable KAFKA_SASL_PASSWORD)"},
-
-			&cli.StringFlag{Name: "password", Category: "FTP source", Usage: "FTP password; else the environment variable " + tree.PasswordEnv + ", else the one in LOCATION"},
-			&cli.StringFlag{Name: "ftp-ca-file", Category: "FTP source", Usage: "PEM file of CA certificates trusted for ftps://, on top of the system's"},
-			&cli.BoolFlag{Name: "ftp-skip-verify", Category: "FTP source", Usage: "do not check the FTPS server's certificate (tests only)"},
-			&cli.StringFlag{Name: "ftp-server-name", Category: "FTP source", Usage: "name the FTPS server's certificate must hold; LOCATION's host when empty"},
-			&cli.DurationFlag{Name: "ftp-connect-timeout", Category: "FTP source", Value: 10 * time.Second, Usage: "bound on connecting, TLS and login"},
-			&cli.DurationFlag{Name: "ftp-timeout", Category: "FTP source", Value: 30 * time.Second, Usage: "bound on every read and write; a broken download goes on from where it stopped (REST)"},
-			&cli.IntFlag{Name: "ftp-connections", Category: "FTP source", Value: 4, Usage: "connections to the server, one download each"},
-			&cli.BoolFlag{Name: "ftp-no-epsv", Category: "FTP source", Usage: "passive mode with PASV only, for servers or firewalls that mishandle EPSV"},
-		},
+		}, ftpSourceFlags()...),
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -218,16 +209,7 @@ func runRestore(ctx context.Context, c *cli.Context) error {
 		return fmt.Errorf("restore: --progress %q: use auto, bar, log or none", p)
 	}
 
-	src, err := tree.Open(ctx, args[0], tree.Options{
-		Password:           c.String("password"),
-		CAFile:             c.String("ftp-ca-file"),
-		InsecureSkipVerify: c.Bool("ftp-skip-verify"),
-		ServerName:         c.String("ftp-server-name"),
-		ConnectTimeout:     c.Duration("ftp-connect-timeout"),
-		IOTimeout:          c.Duration("ftp-timeout"),
-		MaxConnections:     c.Int("ftp-connections"),
-		DisableEPSV:        c.Bool("ftp-no-epsv"),
-	})
+	src, err := tree.Open(ctx, args[0], ftpSourceOptions(c))
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
