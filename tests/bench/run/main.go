@@ -378,7 +378,8 @@ type rowResult struct {
 	brokerCPU time.Duration // the broker's CPU from start to the last commit
 	otherCPU  time.Duration // everybody else's CPU in that time (the machine's load)
 	maxFDs    int
-	check     string // what the output folder held, or what was wrong with it
+	rssByQ    [4]int64 // the highest RSS seen while 0-25 %, 25-50 %, 50-75 %, 75-100 % of the records were committed
+	check     string   // what the output folder held, or what was wrong with it
 	mbps      []float64
 }
 
@@ -654,12 +655,15 @@ func runRow(ctx context.Context, o *options, bins binaries, b *broker, adm *admi
 	tick := time.NewTicker(o.commitPoll)
 	defer tick.Stop()
 	lastFD := time.Time{}
+	var frac float64 // share of the records committed at the last poll
 	var t10, lastPrint time.Time
 	var progress []string
 	for {
 		now := time.Now()
 		if now.Sub(lastFD) >= o.measureFDsInterval {
 			r.maxFDs = max(r.maxFDs, openFDs(c.cmd.Process.Pid))
+			q := min(int(frac*4), 3)
+			r.rssByQ[q] = max(r.rssByQ[q], procRSS(c.cmd.Process.Pid))
 			lastFD = now
 		}
 		got, err := adm.committed(ctx, group)
@@ -685,6 +689,7 @@ func runRow(ctx context.Context, o *options, bins binaries, b *broker, adm *admi
 				}
 				lastPrint = now
 			}
+			frac = float64(sum) / float64(max(total, 1))
 			if t10.IsZero() && sum*10 >= total {
 				t10 = now
 			}

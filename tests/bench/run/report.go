@@ -91,6 +91,14 @@ func (rep *report) caseMarkdown(cr *caseResult) string {
 	b.WriteString("\n\n")
 	b.WriteString(tableMarkdown(cr, rep.opts.repeat > 1 && cr.c.id == "main"))
 	b.WriteString("\n")
+	if cr.c.id == "scale-large" || cr.c.id == "scale-partitions" {
+		for _, r := range cr.rows {
+			if r.skipped == "" {
+				fmt.Fprintf(&b, "- RSS of %s → %s over the run (highest sampled while 0–25 / 25–50 / 50–75 / 75–100 %% of the records were committed): %s MB.\n",
+					r.input, r.label(), quarters(r.rssByQ))
+			}
+		}
+	}
 	for _, r := range cr.rows {
 		if r.row == "ftp" && r.skipped == "" && r.uploaded > 0 {
 			fmt.Fprintf(&b, "- FTP with %s: committed (in the spool) after %.1f s; every record in a final file on the server after %.1f s (%.1f MB/s), which includes waiting for the last file of each partition to roll (`roll_duration: 3s`). pure-ftpd's own CPU is not in the CPU column.\n",
@@ -104,6 +112,43 @@ func (rep *report) caseMarkdown(cr *caseResult) string {
 		fmt.Fprintf(&b, "- The FTP server did not start: %s.\n", rep.ftpSkip)
 	}
 	return b.String()
+}
+
+// shortName drops the type arguments of generic functions from a profile
+// name ("ensureLen[go.shape.struct { … }]" becomes "ensureLen[…]").
+func shortName(name string) string {
+	for {
+		i := strings.Index(name, "[go.shape.")
+		if i < 0 {
+			return name
+		}
+		depth, j := 0, i
+		for ; j < len(name); j++ {
+			if name[j] == '[' {
+				depth++
+			} else if name[j] == ']' {
+				if depth--; depth == 0 {
+					break
+				}
+			}
+		}
+		if j == len(name) {
+			return name
+		}
+		name = name[:i] + "[…]" + name[j+1:]
+	}
+}
+
+func quarters(q [4]int64) string {
+	var s []string
+	for _, v := range q {
+		if v == 0 {
+			s = append(s, "—")
+		} else {
+			s = append(s, fmt.Sprintf("%.0f", float64(v)/1e6))
+		}
+	}
+	return strings.Join(s, " / ")
 }
 
 func containsRow(cr *caseResult, row string) bool {
@@ -205,7 +250,7 @@ func (cr *caseResult) profileMarkdown(rep *report) string {
 		if i == 20 {
 			break
 		}
-		fmt.Fprintf(&b, "| `%s` | %.1f | %.1f |\n", l.name, l.flatPct, l.cumPct)
+		fmt.Fprintf(&b, "| `%s` | %.1f | %.1f |\n", shortName(l.name), l.flatPct, l.cumPct)
 	}
 	b.WriteString("\nTop non-runtime functions by cumulative time (what calls the above):\n\n| function | cum % |\n|---|--:|\n")
 	n := 0
@@ -216,21 +261,21 @@ func (cr *caseResult) profileMarkdown(rep *report) string {
 		if n++; n > 20 {
 			break
 		}
-		fmt.Fprintf(&b, "| `%s` | %.1f |\n", l.name, l.cumPct)
+		fmt.Fprintf(&b, "| `%s` | %.1f |\n", shortName(l.name), l.cumPct)
 	}
 	b.WriteString("\nTop allocations (bytes allocated over the run, `alloc_space`):\n\n| function | MB | % |\n|---|--:|--:|\n")
 	for i, l := range pr.allocTop {
 		if i == 12 {
 			break
 		}
-		fmt.Fprintf(&b, "| `%s` | %.0f | %.1f |\n", l.name, l.flat, l.flatPct)
+		fmt.Fprintf(&b, "| `%s` | %.0f | %.1f |\n", shortName(l.name), l.flat, l.flatPct)
 	}
 	fmt.Fprintf(&b, "\nHeap in use when half the records were committed (`inuse_space` as of the last GC, %.0f MB in all; `go tool pprof -sample_index=inuse_space -top %s`):\n\n| function | MB | %% |\n|---|--:|--:|\n", pr.heapTotal, pr.heapFile)
 	for i, l := range pr.heapTop {
 		if i == 10 {
 			break
 		}
-		fmt.Fprintf(&b, "| `%s` | %.1f | %.1f |\n", l.name, l.flat, l.flatPct)
+		fmt.Fprintf(&b, "| `%s` | %.1f | %.1f |\n", shortName(l.name), l.flat, l.flatPct)
 	}
 	return b.String()
 }
