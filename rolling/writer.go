@@ -146,9 +146,12 @@ var ErrClosed = errors.New("rolling writer is closed")
 // Write and Close are safe for concurrent use; writes to one partition are
 // serialized, writes to different partitions run in parallel.
 type Writer struct {
-	cfg       Config
-	obs       Observer
-	encoders  sync.Pool
+	cfg Config
+	obs Observer
+	// encoders are idle encoders with their buffers. Unlike a sync.Pool,
+	// a channel keeps them across garbage collections, so a buffer grown to
+	// a batch's size is not allocated again for every write.
+	encoders  chan *encoder
 	openFiles atomic.Int64 // open in-progress files
 
 	mu     sync.Mutex
@@ -220,10 +223,7 @@ func New(cfg Config) (*Writer, error) {
 	if err := w.recoverAll(context.Background()); err != nil {
 		w.obs.Error(err)
 	}
-	w.encoders.New = func() any {
-		e, _ := segment.NewEncoder(cfg.Compression)
-		return &encoder{enc: e}
-	}
+	w.encoders = make(chan *encoder, maxIdleEncoders)
 	go w.roller()
 	return w, nil
 }
@@ -254,8 +254,8 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		return nil
 	}
 
-	e := w.encoders.Get().(*encoder)
-	defer w.encoders.Put(e)
+	e := w.encoder()
+	defer w.releaseEncoder(e)
 	now := time.Now()
 	for len(recs) > 0 {
 		if w.written(p, recs[0].Offset) {
@@ -322,6 +322,30 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		w.finalize(ctx, p, ReasonSize)
 	}
 	return nil
+}
+
+// maxIdleEncoders bounds the encoders kept between writes: about the writes
+// that run at once (the output's default max_in_flight); each holds a buffer
+// of about one input batch.
+const maxIdleEncoders = 16
+
+// encoder returns an idle encoder, or a new one.
+func (w *Writer) encoder() *encoder {
+	select {
+	case e := <-w.encoders:
+		return e
+	default:
+		enc, _ := segment.NewEncoder(w.cfg.Compression) // checked in New
+		return &encoder{enc: enc}
+	}
+}
+
+// releaseEncoder keeps e for the next write, unless enough are kept.
+func (w *Writer) releaseEncoder(e *encoder) {
+	select {
+	case w.encoders <- e:
+	default:
+	}
 }
 
 // noteRecords updates the open file's description with records about to be
