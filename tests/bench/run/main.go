@@ -87,6 +87,7 @@ type options struct {
 	env                []string
 	verbose            bool
 	fetchMaxWait       string // both inputs' fetch_max_wait; "" for the default
+	inputExtra         string // extra input fields (YAML, no indentation, ';'-separated)
 }
 
 var (
@@ -135,6 +136,7 @@ func parseFlags() (*options, error) {
 		maxYield    = flag.String("max-yield", "4MiB", "the redpanda input's max_yield_batch_bytes")
 		extraOut    = flag.String("backup-extra", "", "extra kafka_backup fields for the backup and ftp rows, YAML flow lines separated by ';' (e.g. \"fsync: never;max_in_flight: 64\")")
 		fetchWait   = flag.String("fetch-max-wait", "250ms", "both inputs' fetch_max_wait (the inputs' default is 5s, which adds up to 5 s to a run once most partitions are drained: see docs/benchmarks.md); empty: the inputs' default")
+		inputExtra  = flag.String("input-extra", "", "extra fields for both inputs, ';'-separated (e.g. \"fetch_max_bytes: 8MiB\")")
 		verbose     = flag.Bool("v", false, "print each row's commit progress (share of records committed, every 0.5 s)")
 		env         = flag.String("env", "", "environment for the measured kafka-backup and barewriter processes, e.g. \"GOMEMLIMIT=150MiB GOGC=50\"")
 	)
@@ -144,7 +146,7 @@ func parseFlags() (*options, error) {
 		workDir: *workDir, keep: *keep, timeout: *timeout, note: *note, skipMain: *skipMain,
 		manyPartitions: *many, profileDir: *profDir,
 		partitionBuffer: *partBuf, maxYield: *maxYield, extraOutput: *extraOut,
-		env: strings.Fields(*env), verbose: *verbose, fetchMaxWait: *fetchWait,
+		env: strings.Fields(*env), verbose: *verbose, fetchMaxWait: *fetchWait, inputExtra: *inputExtra,
 		brokerLoadTimeout: 60 * time.Minute, commitPoll: 100 * time.Millisecond,
 		ftpUploadTimeout: 5 * time.Minute, measureFDsInterval: 250 * time.Millisecond,
 	}
@@ -549,6 +551,11 @@ func pipelineConfig(o *options, addr, input, row, group, dir string, ftp *ftpSer
 	}
 	if o.fetchMaxWait != "" {
 		fmt.Fprintf(&b, "    fetch_max_wait: %s\n", o.fetchMaxWait)
+	}
+	for _, l := range strings.Split(o.inputExtra, ";") {
+		if l = strings.TrimSpace(l); l != "" {
+			b.WriteString("    " + l + "\n")
+		}
 	}
 	b.WriteString("output:\n")
 	// kafka_franz can deliver one partition's batches concurrently: the
