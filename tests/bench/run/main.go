@@ -40,13 +40,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
+	"maps"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/units"
@@ -88,6 +91,7 @@ type options struct {
 	verbose            bool
 	fetchMaxWait       string // both inputs' fetch_max_wait; "" for the default
 	inputExtra         string // extra input fields (YAML, no indentation, ';'-separated)
+	buildFlags         []string
 }
 
 var (
@@ -97,6 +101,7 @@ var (
 )
 
 func main() {
+	handleInterrupts()
 	o, err := parseFlags()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -137,6 +142,7 @@ func parseFlags() (*options, error) {
 		extraOut    = flag.String("backup-extra", "", "extra kafka_backup fields for the backup and ftp rows, YAML flow lines separated by ';' (e.g. \"fsync: never;max_in_flight: 64\")")
 		fetchWait   = flag.String("fetch-max-wait", "250ms", "both inputs' fetch_max_wait (the inputs' default is 5s, which adds up to 5 s to a run once most partitions are drained: see docs/benchmarks.md); empty: the inputs' default")
 		inputExtra  = flag.String("input-extra", "", "extra fields for both inputs, ';'-separated (e.g. \"fetch_max_bytes: 8MiB\")")
+		buildFlags  = flag.String("buildflags", "", "extra go build flags for kafka-backup, e.g. \"-overlay=/tmp/overlay.json\" to try a change without editing the tree")
 		verbose     = flag.Bool("v", false, "print each row's commit progress (share of records committed, every 0.5 s)")
 		env         = flag.String("env", "", "environment for the measured kafka-backup and barewriter processes, e.g. \"GOMEMLIMIT=150MiB GOGC=50\"")
 	)
@@ -146,7 +152,7 @@ func parseFlags() (*options, error) {
 		workDir: *workDir, keep: *keep, timeout: *timeout, note: *note, skipMain: *skipMain,
 		manyPartitions: *many, profileDir: *profDir,
 		partitionBuffer: *partBuf, maxYield: *maxYield, extraOutput: *extraOut,
-		env: strings.Fields(*env), verbose: *verbose, fetchMaxWait: *fetchWait, inputExtra: *inputExtra,
+		env: strings.Fields(*env), verbose: *verbose, fetchMaxWait: *fetchWait, inputExtra: *inputExtra, buildFlags: strings.Fields(*buildFlags),
 		brokerLoadTimeout: 60 * time.Minute, commitPoll: 100 * time.Millisecond,
 		ftpUploadTimeout: 5 * time.Minute, measureFDsInterval: 250 * time.Millisecond,
 	}
@@ -251,6 +257,7 @@ func run(o *options) error {
 		fmt.Printf("work folder %s (kept)\n", o.workDir)
 	} else {
 		defer os.RemoveAll(o.workDir)
+		onInterrupt(func() { _ = os.RemoveAll(o.workDir) })
 	}
 	if o.profileDir == "" {
 		o.profileDir = filepath.Join(os.TempDir(), "kafka-backup-bench-profiles")
@@ -296,6 +303,7 @@ func run(o *options) error {
 			rep.ftpSkip = skip
 		default:
 			defer ftp.stop()
+			onInterrupt(ftp.stop)
 			fmt.Printf("pure-ftpd on %s, root %s\n", ftp.Addr, ftp.Root)
 		}
 		if rep.ftpSkip != "" {
@@ -357,7 +365,11 @@ func build(o *options) (binaries, error) {
 		"./tests/bench/barewriter": b.bare,
 	} {
 		// As `make build`, without stripping (profiles keep their symbols).
-		cmd := exec.Command(o.goCmd, "build", "-trimpath", "-o", out, pkg)
+		args := []string{"build", "-trimpath", "-o", out}
+		if pkg == "./cmd/kafka-backup" {
+			args = append(args, o.buildFlags...)
+		}
+		cmd := exec.Command(o.goCmd, append(args, pkg)...)
 		cmd.Dir = o.root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
@@ -431,6 +443,8 @@ func runCase(o *options, bins binaries, c benchCase, ftp *ftpServer) (*caseResul
 		return nil, err
 	}
 	defer b.stop()
+	undo := onInterrupt(b.stop)
+	defer undo()
 	cr := &caseResult{c: c, load: loadAvg(), brokerS: time.Since(start).Seconds()}
 
 	adm, err := newAdmin(b.addr, topic, int32(c.partitions))
@@ -808,11 +822,43 @@ func fmtSize(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
+// Interrupts: the measured processes and the broker die with this process
+// (Pdeathsig), but folders and the FTP server need cleaning up.
+var (
+	interruptMu sync.Mutex
+	interruptFn = map[int]func(){}
+	interruptN  int
+)
+
+// onInterrupt registers fn to run, newest first, on SIGINT or SIGTERM; the
+// returned function unregisters it.
+func onInterrupt(fn func()) func() {
+	interruptMu.Lock()
+	defer interruptMu.Unlock()
+	interruptN++
+	id := interruptN
+	interruptFn[id] = fn
+	return func() {
+		interruptMu.Lock()
+		delete(interruptFn, id)
+		interruptMu.Unlock()
 	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
+}
+
+func handleInterrupts() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		fmt.Fprintf(os.Stderr, "\nbench: %v: cleaning up\n", sig)
+		interruptMu.Lock()
+		ids := slices.Sorted(maps.Keys(interruptFn))
+		fns := interruptFn
+		interruptFn = map[int]func(){}
+		interruptMu.Unlock()
+		for i := len(ids) - 1; i >= 0; i-- {
+			fns[ids[i]]()
+		}
+		os.Exit(130)
+	}()
 }
