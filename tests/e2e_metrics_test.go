@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -374,39 +373,6 @@ input:
 		t.Logf("kafka_backup_ samples:\n%s", strings.Join(ours, "\n"))
 	}
 	p.stop()
-}
-
-// runBinaryEnv is runBackupEnv running bin instead of kbBin.
-func runBinaryEnv(t testing.TB, bin, name, config string, env []string) *proc {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name+".yaml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", path)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout = &p.out
-	p.cmd.Stderr = &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("---- kafka-backup %s config:\n%s\n---- kafka-backup %s output (%v):\n%s", name, config, name, p.err, p.out.String())
-		}
-	})
-	return p
 }
 
 func contains(list []string, s string) bool {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -86,34 +85,7 @@ func ftpEnv(srv *ftpd.Server) []string {
 // runBackupEnv is runBackup with env added to the process's environment.
 func runBackupEnv(t testing.TB, name, config string, env []string) *proc {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), name+".yaml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(kbBin, "run", path)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout = &p.out
-	p.cmd.Stderr = &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", kbBin, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("---- kafka-backup %s config:\n%s\n---- kafka-backup %s output (%v):\n%s", name, config, name, p.err, p.out.String())
-		}
-	})
-	return p
+	return runBinaryEnv(t, kbBin, name, config, env)
 }
 
 // isFinalName reports whether name is a final file's name: a first offset.

@@ -461,16 +461,26 @@ type proc struct {
 // fails; it is killed if still running when the test ends.
 func runBackup(t testing.TB, name, config string) *proc {
 	t.Helper()
+	return runBinaryEnv(t, kbBin, name, config, nil)
+}
+
+// runBinaryEnv writes config into the test's temp folder and starts
+// `<bin> run <config>` with env added to its environment. Its output goes to
+// the test log when the test fails; it is killed if still running when the
+// test ends.
+func runBinaryEnv(t testing.TB, bin, name, config string, env []string) *proc {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(kbBin, "run", path)
+	p.cmd = exec.Command(bin, "run", path)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = &p.out
 	p.cmd.Stderr = &p.out
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", kbBin, err)
+		t.Fatalf("starting %s: %v", bin, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
