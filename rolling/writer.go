@@ -186,10 +186,10 @@ type partition struct {
 	lastWrite time.Time
 }
 
+// encoder is a segment.Encoder with the buffer of the batch it encodes.
 type encoder struct {
-	enc    *segment.Encoder
-	buf    []byte
-	ranges []Range
+	enc *segment.Encoder
+	buf []byte
 }
 
 // New returns a Writer and starts its background roller, which finalizes
@@ -277,37 +277,35 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 				return err
 			}
 		}
-		// Fill the open file with as many batches as fit.
-		e.buf = e.buf[:0]
-		e.ranges = e.ranges[:0]
-		var n int
+		// Write as many batches as fit in the open file, each as soon as it
+		// is encoded: the encoder's buffer never holds more than one batch.
+		var n, bytes int
 		for len(recs) > 0 && (p.cur.Records == 0 || recs[0].Offset > p.cur.LastOffset) {
-			room := w.cfg.MaxSize - p.cur.Bytes - int64(len(e.buf))
 			var k int
-			e.buf, k = e.enc.AppendBatch(e.buf, recs, room)
+			e.buf, k = e.enc.AppendBatch(e.buf[:0], recs, w.cfg.MaxSize-p.cur.Bytes)
 			if k == 0 {
-				if p.cur.Bytes+int64(len(e.buf)) > 0 {
+				if p.cur.Bytes > 0 {
 					break // full: roll below
 				}
 				// An empty file and a record larger than MaxSize: it gets a
 				// file of its own.
-				e.buf, k = e.enc.AppendBatch(e.buf, recs[:1], math.MaxInt64)
+				e.buf, k = e.enc.AppendBatch(e.buf[:0], recs[:1], math.MaxInt64)
 			}
 			p.noteRecords(recs[:k])
-			e.ranges = append(e.ranges, Range{First: recs[0].Offset, Last: recs[k-1].Offset})
-			n += k
-			recs = recs[k:]
-		}
-		if err := w.append(p, e.buf); err != nil {
-			return err
-		}
-		// Only offsets of batches now in the file count as written: a gap
-		// between two writes may be filled by a later, out-of-order write.
-		for _, r := range e.ranges {
+			if err := w.append(p, e.buf); err != nil {
+				return err
+			}
+			// Only offsets of batches now in the file count as written: a
+			// gap between two writes may be filled by a later, out-of-order
+			// write.
+			r := Range{First: recs[0].Offset, Last: recs[k-1].Offset}
 			p.written.add(r)
 			p.cur.Ranges = segment.AppendRange(p.cur.Ranges, r)
+			n += k
+			bytes += len(e.buf)
+			recs = recs[k:]
 		}
-		w.obs.Written(p.topic, p.id, n, len(e.buf))
+		w.obs.Written(p.topic, p.id, n, bytes)
 		p.lastWrite = now
 		if len(recs) > 0 && recs[0].Offset > p.cur.LastOffset {
 			w.finalize(ctx, p, ReasonSize)
@@ -326,7 +324,7 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 
 // maxIdleEncoders bounds the encoders kept between writes: about the writes
 // that run at once (the output's default max_in_flight); each holds a buffer
-// of about one input batch.
+// of one batch, about segment.MaxBatchRecordsBytes.
 const maxIdleEncoders = 16
 
 // encoder returns an idle encoder, or a new one.
