@@ -80,9 +80,11 @@ func recordOf(msg *service.Message) (topic string, partition int32, rec segment.
 		rec.Timestamp = sec * 1000
 	}
 
+	var keyBytes bool
 	switch k, _ := msg.MetaGetMut(metaKey); k := k.(type) {
 	case []byte:
 		rec.Key = k // redpanda input: nil is a null key
+		keyBytes = true
 	case string:
 		if k != "" { // kafka_franz: an empty key and a null key look alike; null is kept
 			rec.Key = []byte(k)
@@ -103,14 +105,19 @@ func recordOf(msg *service.Message) (topic string, partition int32, rec segment.
 		rec.Value = v
 	}
 
-	if hasList {
+	switch {
+	case hasList:
 		if len(list) > 0 {
 			rec.Headers = make([]segment.Header, len(list))
 			for i, h := range list {
 				rec.Headers[i] = segment.Header{Key: h.Key, Value: h.Value}
 			}
 		}
-	} else {
+	case keyBytes:
+		// The redpanda input (a key as bytes) sets the header list for every
+		// record that has headers: this one has none. Metadata a processor
+		// added is not a header, as it is not for records with headers.
+	default:
 		rec.Headers = metadataHeaders(msg)
 	}
 	return topic, int32(p), rec, nil

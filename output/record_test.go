@@ -72,6 +72,15 @@ func TestRecordOfRedpanda(t *testing.T) {
 	if rec.Value != nil || rec.Key == nil {
 		t.Fatalf("tombstone with empty key: value %v key %v", rec.Value, rec.Key)
 	}
+
+	// No headers: the redpanda input sets no header list; metadata a
+	// processor added does not become headers.
+	r.Headers = nil
+	m := redpandaMessage(r)
+	m.MetaSetMut("added_by_a_processor", "x")
+	if _, _, rec, _ = recordOf(m); rec.Headers != nil {
+		t.Fatalf("record without headers got headers %q", rec.Headers)
+	}
 }
 
 func TestRecordOfKafkaFranz(t *testing.T) {
