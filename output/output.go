@@ -23,6 +23,8 @@ type Output struct {
 	log    *service.Logger
 	writer *rolling.Writer
 	mu     sync.Mutex
+	// free keeps the partitions of finished batches for the next ones.
+	free sync.Pool
 }
 
 // Destination is a rolling.Destination that may hold files back (an upload
@@ -82,17 +84,25 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if w == nil || o.dest.Ready() != nil {
 		return service.ErrNotConnected
 	}
-	parts, err := split(batch)
+	ps, _ := o.free.Get().(*partitions)
+	if ps == nil {
+		ps = &partitions{}
+	}
+	defer func() {
+		ps.reset()
+		o.free.Put(ps)
+	}()
+	parts, err := ps.split(batch)
 	if err != nil {
 		return err
 	}
 	if len(parts) == 1 {
-		return o.write(ctx, w, parts[0])
+		return o.write(ctx, w, &parts[0])
 	}
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
 	for i := range parts {
-		wg.Go(func() { errs[i] = o.write(ctx, w, parts[i]) })
+		wg.Go(func() { errs[i] = o.write(ctx, w, &parts[i]) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -108,15 +118,23 @@ func (o *Output) write(ctx context.Context, w *rolling.Writer, p *partBatch) err
 	return nil
 }
 
-// split groups a batch by partition, keeping the order of messages within
-// each partition.
-func split(batch service.MessageBatch) ([]*partBatch, error) {
-	type key struct {
-		t string
-		p int32
-	}
-	var parts []*partBatch
-	var index map[key]*partBatch
+// partitions groups the records of a message batch by partition. Its slices
+// are kept for the next batch (Output.free), so that splitting a batch
+// allocates nothing once they have grown.
+type partitions struct {
+	parts []partBatch // parts[:n] hold the batch's partitions
+	n     int
+	index map[partKey]int // into parts, made once a batch has two partitions
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// split groups batch by partition, keeping the order of messages within each
+// partition, and returns the groups. They are valid until reset.
+func (ps *partitions) split(batch service.MessageBatch) ([]partBatch, error) {
 	for i, msg := range batch {
 		topic, partition, rec, err := recordOf(msg)
 		if err != nil {
@@ -125,26 +143,50 @@ func split(batch service.MessageBatch) ([]*partBatch, error) {
 		if err := rolling.ValidTopic(topic); err != nil {
 			return nil, fmt.Errorf("message %d of the batch (partition %d, offset %d): %w; nothing of this batch was written", i, partition, rec.Offset, err)
 		}
-		// Batches usually hold one partition: avoid the map until they don't.
-		var pb *partBatch
-		if n := len(parts); n > 0 && parts[n-1].topic == topic && parts[n-1].partition == partition {
-			pb = parts[n-1]
-		} else {
-			if index == nil {
-				index = map[key]*partBatch{}
-				for _, p := range parts {
-					index[key{p.topic, p.partition}] = p
-				}
-			}
-			if pb = index[key{topic, partition}]; pb == nil {
-				pb = &partBatch{topic: topic, partition: partition, recs: make([]segment.Record, 0, len(batch))}
-				parts = append(parts, pb)
-				index[key{topic, partition}] = pb
-			}
-		}
+		pb := ps.group(topic, partition)
 		pb.recs = append(pb.recs, rec)
 	}
-	return parts, nil
+	return ps.parts[:ps.n], nil
+}
+
+// group returns the group of a partition, adding it if it is new.
+func (ps *partitions) group(topic string, partition int32) *partBatch {
+	// Batches usually hold one partition: avoid the map until they don't.
+	if ps.n > 0 {
+		if last := &ps.parts[ps.n-1]; last.topic == topic && last.partition == partition {
+			return last
+		}
+		if ps.index == nil {
+			ps.index = map[partKey]int{}
+		}
+		if len(ps.index) == 0 {
+			for i, p := range ps.parts[:ps.n] {
+				ps.index[partKey{p.topic, p.partition}] = i
+			}
+		}
+		if i, ok := ps.index[partKey{topic, partition}]; ok {
+			return &ps.parts[i]
+		}
+		ps.index[partKey{topic, partition}] = ps.n
+	}
+	if ps.n == len(ps.parts) {
+		ps.parts = append(ps.parts, partBatch{})
+	}
+	pb := &ps.parts[ps.n]
+	ps.n++
+	pb.topic, pb.partition, pb.recs = topic, partition, pb.recs[:0]
+	return pb
+}
+
+// reset empties ps for the next batch. It clears the records, so that kept
+// slices do not keep this batch's messages reachable.
+func (ps *partitions) reset() {
+	for i := range ps.parts[:ps.n] {
+		clear(ps.parts[i].recs)
+		ps.parts[i].recs = ps.parts[i].recs[:0]
+	}
+	ps.n = 0
+	clear(ps.index)
 }
 
 // Close finalizes every open file, then closes the destination.

@@ -132,7 +132,7 @@ func TestRecordOfRejects(t *testing.T) {
 
 func TestSplitRefusesBadTopic(t *testing.T) {
 	for _, topic := range []string{"..", "a/b", ""} {
-		_, err := split(service.MessageBatch{redpandaMessage(&kgo.Record{Topic: topic, Value: []byte("v")})})
+		_, err := new(partitions).split(service.MessageBatch{redpandaMessage(&kgo.Record{Topic: topic, Value: []byte("v")})})
 		if err == nil || !strings.Contains(err.Error(), "topic") {
 			t.Errorf("topic %q: %v", topic, err)
 		}
@@ -144,7 +144,8 @@ func TestSplitKeepsOrderPerPartition(t *testing.T) {
 	for i := 0; i < 9; i++ {
 		batch = append(batch, redpandaMessage(&kgo.Record{Topic: "t", Partition: int32(i % 3), Offset: int64(i), Value: []byte("v")}))
 	}
-	parts, err := split(batch)
+	ps := &partitions{}
+	parts, err := ps.split(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +157,31 @@ func TestSplitKeepsOrderPerPartition(t *testing.T) {
 			if r.Offset != int64(p.partition)+int64(3*i) {
 				t.Fatalf("partition %d: order broken: %+v", p.partition, p.recs)
 			}
+		}
+	}
+
+	// Reused for the next batch: the kept slices are cleared, and a batch
+	// with other partitions gets only its own records.
+	kept := parts[0].recs[:3]
+	ps.reset()
+	for _, r := range kept {
+		if r.Value != nil {
+			t.Fatalf("reset kept a record of the last batch reachable: %+v", r)
+		}
+	}
+	batch = batch[:0]
+	for i := 0; i < 4; i++ {
+		batch = append(batch, redpandaMessage(&kgo.Record{Topic: "t", Partition: int32(2 + i%2), Offset: int64(100 + i), Value: []byte("w")}))
+	}
+	if parts, err = ps.split(batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 2 || parts[0].partition != 2 || parts[1].partition != 3 {
+		t.Fatalf("second batch: got %+v", parts)
+	}
+	for _, p := range parts {
+		if len(p.recs) != 2 || p.recs[0].Offset != int64(98+p.partition) || p.recs[1].Offset != int64(100+p.partition) {
+			t.Fatalf("second batch, partition %d: %+v", p.partition, p.recs)
 		}
 	}
 }
