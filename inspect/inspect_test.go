@@ -9,11 +9,11 @@ import (
 	"io"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
@@ -54,51 +54,7 @@ func varied(first int64, n int, ts int64) []segment.Record {
 	return out
 }
 
-// encodeRecs encodes records, perBatch to a batch.
-func encodeRecs(t testing.TB, rs []segment.Record, perBatch int, codec segment.Compression) []byte {
-	t.Helper()
-	enc, err := segment.NewEncoder(codec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf []byte
-	for i := 0; i < len(rs); {
-		j := min(len(rs), i+perBatch)
-		var n int
-		buf, n = enc.AppendBatch(buf, rs[i:j], 1<<30)
-		if n == 0 {
-			t.Fatal("encoder wrote nothing")
-		}
-		i += n
-	}
-	return buf
-}
-
-// writeFile writes bytes as root/topic/partition/name.
-func writeFile(t testing.TB, root, topic string, partition int32, name string, data []byte) string {
-	t.Helper()
-	dir := rolling.PartitionDir(root, topic, partition)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func name(off int64) string { return rolling.NamePlain.FileName(off) }
-
-func open(t testing.TB, loc string) tree.Source {
-	t.Helper()
-	src, err := tree.Open(context.Background(), loc, tree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
-	return src
-}
 
 // batchStarts returns the byte position of every batch of data.
 func batchStarts(t testing.TB, data []byte) []int64 {
@@ -117,16 +73,16 @@ func cleanTree(t testing.TB) (string, map[string][]segment.Record) {
 	root := t.TempDir()
 	want := map[string][]segment.Record{}
 	a0 := varied(0, 300, 1_700_000_000_000)
-	writeFile(t, root, "a", 0, name(0), encodeRecs(t, a0[:100], 7, segment.None))
-	writeFile(t, root, "a", 0, name(100), encodeRecs(t, a0[100:200], 30, segment.Gzip))
+	backuptest.WriteSegment(t, root, "a", 0, name(0), a0[:100], 7, segment.None)
+	backuptest.WriteSegment(t, root, "a", 0, name(100), a0[100:200], 30, segment.Gzip)
 	a0b := varied(250, 50, 1_700_000_100_000) // offsets 250-299: a gap 200-249
-	writeFile(t, root, "a", 0, name(250), encodeRecs(t, a0b, 9, segment.Zstd))
+	backuptest.WriteSegment(t, root, "a", 0, name(250), a0b, 9, segment.Zstd)
 	want["a/0"] = append(append([]segment.Record{}, a0[:200]...), a0b...)
 	a1 := varied(1000, 10, 1_600_000_000_000)
-	writeFile(t, root, "a", 1, name(1000), encodeRecs(t, a1, 100, segment.Snappy))
+	backuptest.WriteSegment(t, root, "a", 1, name(1000), a1, 100, segment.Snappy)
 	want["a/1"] = a1
 	b0 := varied(5, 1, 1_500_000_000_000)
-	writeFile(t, root, "b", 0, rolling.NameKafka.FileName(5), encodeRecs(t, b0, 1, segment.LZ4))
+	backuptest.WriteSegment(t, root, "b", 0, rolling.NameKafka.FileName(5), b0, 1, segment.LZ4)
 	want["b/0"] = b0
 	return root, want
 }
@@ -142,7 +98,7 @@ func problemsOf(rep *VerifyReport) string {
 
 func TestVerifyClean(t *testing.T) {
 	root, want := cleanTree(t)
-	rep, err := Verify(context.Background(), open(t, root), VerifyOptions{})
+	rep, err := Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +149,11 @@ func TestVerifyClean(t *testing.T) {
 	}
 
 	// Filters.
-	rep, err = Verify(context.Background(), open(t, root), VerifyOptions{Filter: Filter{Topics: []string{"a"}, Partitions: []int32{1}}})
+	rep, err = Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{Filter: Filter{Topics: []string{"a"}, Partitions: []int32{1}}})
 	if err != nil || len(rep.Partitions) != 1 || rep.Partitions[0].Partition != 1 || rep.Records != 10 {
 		t.Errorf("filter a/1: %v %+v", err, rep)
 	}
-	if _, err := Verify(context.Background(), open(t, root), VerifyOptions{Filter: Filter{Topics: []string{"nope"}}}); err == nil || !strings.Contains(err.Error(), "no topic nope") {
+	if _, err := Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{Filter: Filter{Topics: []string{"nope"}}}); err == nil || !strings.Contains(err.Error(), "no topic nope") {
 		t.Errorf("missing topic: %v", err)
 	}
 }
@@ -220,13 +176,13 @@ func one(t testing.TB, rep *VerifyReport, kind string) Problem {
 func TestVerifyCorrupt(t *testing.T) {
 	root := t.TempDir()
 	recs := varied(40, 60, 1_700_000_000_000)
-	data := encodeRecs(t, recs, 10, segment.None)
+	data := backuptest.Encode(t, recs, 10, segment.None)
 	starts := batchStarts(t, data)
 	// A byte of the third batch's records (covered by the CRC).
 	pos := starts[2] + segment.HeaderSize + 3
 	data[pos] ^= 0x40
-	writeFile(t, root, "t", 0, name(40), data)
-	rep, err := Verify(context.Background(), open(t, root), VerifyOptions{})
+	backuptest.WriteFile(t, root, "t", 0, name(40), data)
+	rep, err := Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,12 +202,12 @@ func TestVerifyCorrupt(t *testing.T) {
 
 func TestVerifyTorn(t *testing.T) {
 	root := t.TempDir()
-	data := encodeRecs(t, varied(0, 30, 1_700_000_000_000), 10, segment.None)
+	data := backuptest.Encode(t, varied(0, 30, 1_700_000_000_000), 10, segment.None)
 	starts := batchStarts(t, data)
-	writeFile(t, root, "t", 3, name(0), data[:len(data)-5])
+	backuptest.WriteFile(t, root, "t", 3, name(0), data[:len(data)-5])
 	// A tail too short for a base offset.
-	writeFile(t, root, "t", 4, name(0), append(append([]byte{}, data...), 0, 0, 0))
-	rep, err := Verify(context.Background(), open(t, root), VerifyOptions{})
+	backuptest.WriteFile(t, root, "t", 4, name(0), append(append([]byte{}, data...), 0, 0, 0))
+	rep, err := Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,12 +227,12 @@ func TestVerifyTorn(t *testing.T) {
 func TestVerifyMisnamedEmptyOrder(t *testing.T) {
 	root := t.TempDir()
 	recs := varied(100, 20, 1_700_000_000_000)
-	writeFile(t, root, "t", 0, name(99), encodeRecs(t, recs, 5, segment.None))
-	writeFile(t, root, "t", 1, name(7), nil)
+	backuptest.WriteSegment(t, root, "t", 0, name(99), recs, 5, segment.None)
+	backuptest.WriteFile(t, root, "t", 1, name(7), nil)
 	// Two batches, the second with lower offsets than the first.
 	low, high := varied(10, 5, 0), varied(20, 5, 0)
-	writeFile(t, root, "t", 2, name(20), append(encodeRecs(t, high, 5, segment.None), encodeRecs(t, low, 5, segment.None)...))
-	rep, err := Verify(context.Background(), open(t, root), VerifyOptions{})
+	backuptest.WriteFile(t, root, "t", 2, name(20), append(backuptest.Encode(t, high, 5, segment.None), backuptest.Encode(t, low, 5, segment.None)...))
+	rep, err := Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,12 +253,12 @@ func TestVerifyMisnamedEmptyOrder(t *testing.T) {
 func TestVerifyWarnings(t *testing.T) {
 	root := t.TempDir()
 	recs := varied(0, 100, 1_700_000_000_000)
-	writeFile(t, root, "t", 0, name(0), encodeRecs(t, recs[:50], 10, segment.None))
-	writeFile(t, root, "t", 0, name(50), encodeRecs(t, recs[50:], 10, segment.None))
-	writeFile(t, root, "t", 0, name(40), encodeRecs(t, recs[40:60], 10, segment.None)) // overlaps both
-	writeFile(t, root, "t", 0, ".100.host-1.inprogress", encodeRecs(t, varied(100, 3, 0), 10, segment.None))
-	writeFile(t, root, "t", 0, ".50.host-2.upload", nil)
-	writeFile(t, root, "t", 0, "notes.txt", []byte("hi"))
+	backuptest.WriteSegment(t, root, "t", 0, name(0), recs[:50], 10, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(50), recs[50:], 10, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(40), recs[40:60], 10, segment.None) // overlaps both
+	backuptest.WriteSegment(t, root, "t", 0, ".100.host-1.inprogress", varied(100, 3, 0), 10, segment.None)
+	backuptest.WriteFile(t, root, "t", 0, ".50.host-2.upload", nil)
+	backuptest.WriteFile(t, root, "t", 0, "notes.txt", []byte("hi"))
 	// Interleaved without shared offsets: 0,2,4 and 1,3,5.
 	var even, odd []segment.Record
 	for i, r := range varied(0, 6, 0) {
@@ -312,9 +268,9 @@ func TestVerifyWarnings(t *testing.T) {
 			odd = append(odd, r)
 		}
 	}
-	writeFile(t, root, "t", 1, name(0), encodeRecs(t, even, 10, segment.None))
-	writeFile(t, root, "t", 1, name(1), encodeRecs(t, odd, 10, segment.None))
-	rep, err := Verify(context.Background(), open(t, root), VerifyOptions{})
+	backuptest.WriteSegment(t, root, "t", 1, name(0), even, 10, segment.None)
+	backuptest.WriteSegment(t, root, "t", 1, name(1), odd, 10, segment.None)
+	rep, err := Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,8 +335,8 @@ func TestOffsetSet(t *testing.T) {
 
 func TestList(t *testing.T) {
 	root, want := cleanTree(t)
-	writeFile(t, root, "a", 1, ".1010.h-1.inprogress", []byte{1, 2, 3})
-	rep, err := List(context.Background(), open(t, root), ListOptions{})
+	backuptest.WriteFile(t, root, "a", 1, ".1010.h-1.inprogress", []byte{1, 2, 3})
+	rep, err := List(context.Background(), backuptest.OpenTree(t, root), ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,9 +373,9 @@ func TestList(t *testing.T) {
 	}
 
 	// A torn file: the batches before are listed, with the error.
-	data := encodeRecs(t, varied(0, 20, 0), 5, segment.None)
-	writeFile(t, root, "c", 0, name(0), data[:len(data)-1])
-	rep, err = List(context.Background(), open(t, root), ListOptions{Filter: Filter{Topics: []string{"c"}}})
+	data := backuptest.Encode(t, varied(0, 20, 0), 5, segment.None)
+	backuptest.WriteFile(t, root, "c", 0, name(0), data[:len(data)-1])
+	rep, err = List(context.Background(), backuptest.OpenTree(t, root), ListOptions{Filter: Filter{Topics: []string{"c"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +387,7 @@ func TestList(t *testing.T) {
 // TestWalkHeaders checks that the streaming walk and the ReaderAt walk agree
 // with segment.Reader, and both stop on damage the same way.
 func TestWalkHeaders(t *testing.T) {
-	data := encodeRecs(t, varied(0, 200, 5), 13, segment.Gzip)
+	data := backuptest.Encode(t, varied(0, 200, 5), 13, segment.Gzip)
 	var want []BatchHeader
 	rd := segment.NewReader(bytes.NewReader(data))
 	for {
@@ -502,40 +458,16 @@ func sameRecords(t testing.TB, got, want []segment.Record) {
 		t.Fatalf("%d records, want %d", len(got), len(want))
 	}
 	for i := range want {
-		if d := recordDiff(got[i], want[i]); d != "" {
+		if d := backuptest.RecordDiff(got[i], want[i]); d != "" {
 			t.Fatalf("record %d: %s", i, d)
 		}
 	}
 }
 
-func recordDiff(a, b segment.Record) string {
-	var d []string
-	eq := func(x, y []byte) bool { return (x == nil) == (y == nil) && bytes.Equal(x, y) }
-	if a.Offset != b.Offset || a.Timestamp != b.Timestamp {
-		d = append(d, fmt.Sprintf("offset/timestamp %d/%d, want %d/%d", a.Offset, a.Timestamp, b.Offset, b.Timestamp))
-	}
-	if !eq(a.Key, b.Key) {
-		d = append(d, fmt.Sprintf("key %q (nil %v), want %q (nil %v)", a.Key, a.Key == nil, b.Key, b.Key == nil))
-	}
-	if !eq(a.Value, b.Value) {
-		d = append(d, fmt.Sprintf("value %q (nil %v), want %q (nil %v)", a.Value, a.Value == nil, b.Value, b.Value == nil))
-	}
-	if len(a.Headers) != len(b.Headers) {
-		d = append(d, fmt.Sprintf("%d headers, want %d", len(a.Headers), len(b.Headers)))
-	} else {
-		for i := range a.Headers {
-			if a.Headers[i].Key != b.Headers[i].Key || !eq(a.Headers[i].Value, b.Headers[i].Value) {
-				d = append(d, fmt.Sprintf("header %d %q=%q, want %q=%q", i, a.Headers[i].Key, a.Headers[i].Value, b.Headers[i].Key, b.Headers[i].Value))
-			}
-		}
-	}
-	return strings.Join(d, "; ")
-}
-
 func TestCat(t *testing.T) {
 	recs := varied(10, 40, 1_700_000_000_000)
 	recs[4].Headers = append(recs[4].Headers, segment.Header{Key: "\xff\xfe", Value: []byte("bad key")})
-	data := encodeRecs(t, recs, 6, segment.Snappy)
+	data := backuptest.Encode(t, recs, 6, segment.Snappy)
 	got, raw, err := catLines(t, data, CatOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -592,7 +524,7 @@ func TestFTP(t *testing.T) {
 	if err := os.CopyFS(srv.LocalPath("/backups/kafka"), os.DirFS(root)); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, srv.LocalPath("/backups/kafka"), "a", 1, ".1010.h-1.inprogress", []byte{1, 2, 3})
+	backuptest.WriteFile(t, srv.LocalPath("/backups/kafka"), "a", 1, ".1010.h-1.inprogress", []byte{1, 2, 3})
 	loc := fmt.Sprintf("ftp://%s@%s/backups/kafka", srv.User, srv.Addr)
 	ctx := context.Background()
 	src, err := tree.Open(ctx, loc, tree.Options{Password: srv.Password})

@@ -17,10 +17,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
-	"github.com/kafka-backup/kafka-backup/tree"
 )
 
 // inRecords returns n records from offset first with every kind of key,
@@ -56,33 +56,6 @@ func inRecords(first int64, n int, ts int64) []segment.Record {
 	return out
 }
 
-// writeSegment writes rs as root/topic/partition/name, perBatch records a
-// batch.
-func writeSegment(t testing.TB, root, topic string, partition int32, name string, rs []segment.Record, perBatch int, codec segment.Compression) []byte {
-	t.Helper()
-	enc, err := segment.NewEncoder(codec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf []byte
-	for i := 0; i < len(rs); {
-		var n int
-		buf, n = enc.AppendBatch(buf, rs[i:min(len(rs), i+perBatch)], 1<<30)
-		if n == 0 {
-			t.Fatal("encoder wrote nothing")
-		}
-		i += n
-	}
-	dir := rolling.PartitionDir(root, topic, partition)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return buf
-}
-
 // sourceTree writes topic "orders" with 3 partitions (several files,
 // compressed batches, a file overlapping two others, a leftover in-progress
 // file) and topic "other". It returns the root and the records of orders by
@@ -102,7 +75,7 @@ func sourceTree(t testing.TB) (string, map[int32][]segment.Record) {
 			if f == 1 {
 				part = part[10:]
 			}
-			writeSegment(t, root, "orders", p, rolling.NamePlain.FileName(part[0].Offset), part, 7+f, codecs[(int(p)+f)%len(codecs)])
+			backuptest.WriteSegment(t, root, "orders", p, rolling.NamePlain.FileName(part[0].Offset), part, 7+f, codecs[(int(p)+f)%len(codecs)])
 			kept = append(kept, part...)
 			i = j
 		}
@@ -110,11 +83,11 @@ func sourceTree(t testing.TB) (string, map[int32][]segment.Record) {
 	}
 	// Partition 0: a misnamed file ("41") holding offsets 40-49 and 60-69,
 	// which two other files hold too.
-	writeSegment(t, root, "orders", 0, "41", want[0][40:60], 100, segment.None)
+	backuptest.WriteSegment(t, root, "orders", 0, "41", want[0][40:60], 100, segment.None)
 	if err := os.WriteFile(filepath.Join(rolling.PartitionDir(root, "orders", 1), ".999.host-1.inprogress"), []byte("partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	writeSegment(t, root, "other", 0, "0", inRecords(0, 5, 0), 5, segment.None)
+	backuptest.WriteSegment(t, root, "other", 0, "0", inRecords(0, 5, 0), 5, segment.None)
 	return root, want
 }
 
@@ -123,11 +96,7 @@ func sourceTree(t testing.TB) (string, map[int32][]segment.Record) {
 func readBack(t testing.TB, root, topic string) map[int32][]segment.Record {
 	t.Helper()
 	ctx := context.Background()
-	src, err := tree.Open(ctx, root, tree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := backuptest.OpenTree(t, root)
 	out := map[int32][]segment.Record{}
 	parts, err := src.Partitions(ctx, topic)
 	if err != nil {
@@ -167,31 +136,6 @@ func readBack(t testing.TB, root, topic string) map[int32][]segment.Record {
 	return out
 }
 
-func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
-
-func recDiff(a, b segment.Record) string {
-	var d []string
-	if a.Offset != b.Offset || a.Timestamp != b.Timestamp {
-		d = append(d, fmt.Sprintf("offset/timestamp %d/%d, want %d/%d", a.Offset, a.Timestamp, b.Offset, b.Timestamp))
-	}
-	if !sameBytes(a.Key, b.Key) {
-		d = append(d, fmt.Sprintf("key %q (null %v), want %q (null %v)", a.Key, a.Key == nil, b.Key, b.Key == nil))
-	}
-	if !sameBytes(a.Value, b.Value) {
-		d = append(d, fmt.Sprintf("value %q (null %v), want %q (null %v)", a.Value, a.Value == nil, b.Value, b.Value == nil))
-	}
-	if len(a.Headers) != len(b.Headers) {
-		d = append(d, fmt.Sprintf("headers %v, want %v", a.Headers, b.Headers))
-	} else {
-		for i := range a.Headers {
-			if a.Headers[i].Key != b.Headers[i].Key || !sameBytes(a.Headers[i].Value, b.Headers[i].Value) {
-				d = append(d, fmt.Sprintf("header %d %q=%q, want %q=%q", i, a.Headers[i].Key, a.Headers[i].Value, b.Headers[i].Key, b.Headers[i].Value))
-			}
-		}
-	}
-	return strings.Join(d, "; ")
-}
-
 func compareParts(t testing.TB, got, want map[int32][]segment.Record) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -204,7 +148,7 @@ func compareParts(t testing.TB, got, want map[int32][]segment.Record) {
 			continue
 		}
 		for i := range w {
-			if d := recDiff(g[i], w[i]); d != "" {
+			if d := backuptest.RecordDiff(g[i], w[i]); d != "" {
 				t.Fatalf("partition %d record %d: %s", p, i, d)
 			}
 		}
@@ -303,10 +247,10 @@ output:
 func TestInputMetadata(t *testing.T) {
 	root := t.TempDir()
 	recs := inRecords(10, 30, 1_700_000_000_000)
-	writeSegment(t, root, "m", 0, "10", recs[:20], 8, segment.Gzip)
-	writeSegment(t, root, "m", 0, "30", recs[20:], 8, segment.None)
+	backuptest.WriteSegment(t, root, "m", 0, "10", recs[:20], 8, segment.Gzip)
+	backuptest.WriteSegment(t, root, "m", 0, "30", recs[20:], 8, segment.None)
 	p1 := inRecords(0, 3, 5)
-	writeSegment(t, root, "m", 1, "0", p1, 8, segment.None)
+	backuptest.WriteSegment(t, root, "m", 1, "0", p1, 8, segment.None)
 	var mu sync.Mutex
 	var sizes []int
 	var got []segment.Record
@@ -375,8 +319,9 @@ func TestInputMetadata(t *testing.T) {
 func TestInputCorrupt(t *testing.T) {
 	root := t.TempDir()
 	recs := inRecords(0, 60, 1_700_000_000_000)
-	data := writeSegment(t, root, "c", 0, "0", recs[:30], 10, segment.None)
-	writeSegment(t, root, "c", 0, "30", recs[30:], 10, segment.None)
+	data := backuptest.Encode(t, recs[:30], 10, segment.None)
+	backuptest.WriteFile(t, root, "c", 0, "0", data)
+	backuptest.WriteSegment(t, root, "c", 0, "30", recs[30:], 10, segment.None)
 	// The second batch of file 0: a byte of its records.
 	second := int64(0)
 	var rs []int64
@@ -485,7 +430,7 @@ func TestInputConfig(t *testing.T) {
 func TestInputToStockOutput(t *testing.T) {
 	root := t.TempDir()
 	recs := inRecords(0, 10, 1_700_000_000_000)
-	writeSegment(t, root, "s", 0, "0", recs, 10, segment.None)
+	backuptest.WriteSegment(t, root, "s", 0, "0", recs, 10, segment.None)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "target"))
 	if err != nil {
 		t.Fatal(err)

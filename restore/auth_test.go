@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -60,7 +61,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	}
 	defer c.Close()
 	root := t.TempDir()
-	writeFile(t, root, "t", 0, name(0), varied(0, 20), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), varied(0, 20), 5, segment.None)
 
 	good := Kafka{TLS: true, TLSCAFile: ca, SASLMechanism: "scram-sha-256", SASLUser: "restorer", SASLPassword: "s3cret"}
 	opts, err := good.Opts()

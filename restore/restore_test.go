@@ -13,12 +13,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
-	"github.com/kafka-backup/kafka-backup/tree"
 )
 
 // ---------------------------------------------------------------------------
@@ -80,35 +79,6 @@ func varied(first int64, n int) []segment.Record {
 	return out
 }
 
-// writeFile writes records as a final file of root/topic/partition, perBatch
-// records a batch, with codec.
-func writeFile(t testing.TB, root, topic string, partition int32, name string, rs []segment.Record, perBatch int, codec segment.Compression) string {
-	t.Helper()
-	enc, err := segment.NewEncoder(codec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf []byte
-	for i := 0; i < len(rs); {
-		j := min(len(rs), i+perBatch)
-		var n int
-		buf, n = enc.AppendBatch(buf, rs[i:j], 1<<30)
-		if n == 0 {
-			t.Fatal("encoder wrote nothing")
-		}
-		i += n
-	}
-	dir := rolling.PartitionDir(root, topic, partition)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // name is the plain final name of a file starting at off.
 func name(off int64) string { return rolling.NamePlain.FileName(off) }
 
@@ -123,20 +93,10 @@ func cluster(t testing.TB, n int32, topics ...string) []string {
 	return c.ListenAddrs()
 }
 
-func source(t testing.TB, root string) tree.Source {
-	t.Helper()
-	src, err := tree.Open(context.Background(), root, tree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
-	return src
-}
-
 // restore runs a restore of root to brokers with cfg's other fields.
 func restore(t testing.TB, root string, brokers []string, cfg Config) (*Summary, error) {
 	t.Helper()
-	cfg.Source = source(t, root)
+	cfg.Source = backuptest.OpenTree(t, root)
 	cfg.Brokers = brokers
 	var log bytes.Buffer
 	cfg.Log = &log
@@ -153,78 +113,20 @@ func restore(t testing.TB, root string, brokers []string, cfg Config) (*Summary,
 	return sum, err
 }
 
-// endOffsets returns the end offset of partitions 0 to n-1 of topic.
+// endOffsets returns the end offsets of partitions 0 to n-1 of topic.
 func endOffsets(t testing.TB, brokers []string, topic string, n int32) []int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	ends, err := backuptest.EndOffsets(brokers, topic, n)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("end offsets of %s: %v", topic, err)
 	}
-	defer cl.Close()
-	req := kmsg.NewPtrListOffsetsRequest()
-	req.ReplicaID = -1
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = topic
-	for p := range n {
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Partition = p
-		rp.Timestamp = -1
-		rt.Partitions = append(rt.Partitions, rp)
-	}
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]int64, n)
-	for _, rt := range resp.Topics {
-		for _, p := range rt.Partitions {
-			if p.ErrorCode != 0 {
-				t.Fatalf("end offset of %s/%d: error %d", topic, p.Partition, p.ErrorCode)
-			}
-			out[p.Partition] = p.Offset
-		}
-	}
-	return out
+	return ends
 }
 
 // consume reads every record of partitions 0 to n-1 of topic.
 func consume(t testing.TB, brokers []string, topic string, n int32) map[int32][]segment.Record {
 	t.Helper()
-	ends := endOffsets(t, brokers, topic, n)
-	want := int64(0)
-	offs := map[int32]kgo.Offset{}
-	for p := range n {
-		offs[p] = kgo.NewOffset().AtStart()
-		want += ends[p]
-	}
-	out := map[int32][]segment.Record{}
-	if want == 0 {
-		return out
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for got := int64(0); got < want; {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d records of %s", got, want, topic)
-		}
-		fs.EachError(func(_ string, p int32, err error) { t.Fatalf("consuming %s/%d: %v", topic, p, err) })
-		fs.EachRecord(func(r *kgo.Record) {
-			sr := segment.Record{Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}
-			for _, h := range r.Headers {
-				sr.Headers = append(sr.Headers, segment.Header{Key: h.Key, Value: h.Value})
-			}
-			out[r.Partition] = append(out[r.Partition], sr)
-			got++
-		})
-	}
-	return out
+	return backuptest.ReadTopic(t, brokers, topic, n, 30*time.Second)
 }
 
 // sameRecords checks got against want in order, offsets aside, null-aware.
@@ -235,34 +137,14 @@ func sameRecords(t testing.TB, what string, got, want []segment.Record) {
 	}
 	bad := 0
 	for i := range min(len(got), len(want)) {
-		if d := diff(got[i], want[i]); d != "" {
+		g := got[i]
+		g.Offset = want[i].Offset // offsets are Kafka's to give
+		if d := backuptest.RecordDiff(g, want[i]); d != "" {
 			if bad++; bad <= 5 {
 				t.Errorf("%s: record %d (source offset %d): %s", what, i, want[i].Offset, d)
 			}
 		}
 	}
-}
-
-func diff(a, b segment.Record) string {
-	var d []string
-	nullEq := func(x, y []byte) bool { return (x == nil) == (y == nil) && bytes.Equal(x, y) }
-	if a.Timestamp != b.Timestamp {
-		d = append(d, fmt.Sprintf("timestamp %d, want %d", a.Timestamp, b.Timestamp))
-	}
-	if !nullEq(a.Key, b.Key) {
-		d = append(d, fmt.Sprintf("key %q (nil %v), want %q (nil %v)", a.Key, a.Key == nil, b.Key, b.Key == nil))
-	}
-	if !nullEq(a.Value, b.Value) {
-		d = append(d, fmt.Sprintf("value %q (nil %v), want %q (nil %v)", a.Value, a.Value == nil, b.Value, b.Value == nil))
-	}
-	same := len(a.Headers) == len(b.Headers)
-	for i := 0; same && i < len(a.Headers); i++ {
-		same = a.Headers[i].Key == b.Headers[i].Key && nullEq(a.Headers[i].Value, b.Headers[i].Value)
-	}
-	if !same {
-		d = append(d, fmt.Sprintf("headers %v, want %v", a.Headers, b.Headers))
-	}
-	return strings.Join(d, "; ")
 }
 
 func part(t testing.TB, s *Summary, topic string, p int32) *PartitionSummary {
@@ -294,7 +176,7 @@ func TestRoundTrip(t *testing.T) {
 		for i := 0; i+1 < len(cut); i++ {
 			codec := []segment.Compression{segment.None, segment.Gzip, segment.Zstd}[i]
 			part := all[cut[i]:cut[i+1]]
-			writeFile(t, root, "orders", p, name(part[0].Offset), part, 17, codec)
+			backuptest.WriteSegment(t, root, "orders", p, name(part[0].Offset), part, 17, codec)
 		}
 		want[p] = all
 	}
@@ -329,18 +211,18 @@ func TestRoundTrip(t *testing.T) {
 func TestDedup(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, root, "t", 0, name(0), recs(0, 9), 3, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), recs(0, 9), 3, segment.None)
 	// The same offsets 5-14 in another file, with different values: the
 	// first seen (file 0 for 5-9) wins.
 	other := recs(5, 14)
 	for i := range other {
 		other[i].Value = []byte("second copy")
 	}
-	writeFile(t, root, "t", 0, name(5), other, 4, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(5), other, 4, segment.None)
 	// Offsets 10-19 under Kafka's naming, overlapping 10-14 again, and an
 	// exact copy of file 0 under a later name.
-	writeFile(t, root, "t", 0, "00000000000000000010.log", recs(10, 19), 5, segment.Snappy)
-	writeFile(t, root, "t", 0, name(12), recs(0, 9), 3, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, "00000000000000000010.log", recs(10, 19), 5, segment.Snappy)
+	backuptest.WriteSegment(t, root, "t", 0, name(12), recs(0, 9), 3, segment.None)
 	brokers := cluster(t, 1, "t")
 	sum, err := restore(t, root, brokers, Config{})
 	if err != nil {
@@ -366,8 +248,8 @@ func TestDedup(t *testing.T) {
 func TestOutOfOrderFiles(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, root, "t", 0, name(0), append(recs(0, 4), recs(10, 14)...), 5, segment.None)
-	writeFile(t, root, "t", 0, name(5), recs(5, 9), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), append(recs(0, 4), recs(10, 14)...), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(5), recs(5, 9), 5, segment.None)
 	brokers := cluster(t, 1, "t")
 	sum, err := restore(t, root, brokers, Config{})
 	if err != nil {
@@ -385,10 +267,10 @@ func TestOutOfOrderFiles(t *testing.T) {
 func TestGaps(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, root, "t", 0, name(0), recs(0, 4), 5, segment.None)
-	writeFile(t, root, "t", 0, name(10), recs(10, 14), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), recs(0, 4), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(10), recs(10, 14), 5, segment.None)
 	// A compacted-looking file: offsets 20, 22, 23 in one batch.
-	writeFile(t, root, "t", 0, name(20), []segment.Record{rec(20), rec(22), rec(23)}, 3, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(20), []segment.Record{rec(20), rec(22), rec(23)}, 3, segment.None)
 	brokers := cluster(t, 1, "t")
 	sum, err := restore(t, root, brokers, Config{})
 	if err != nil {
@@ -418,10 +300,10 @@ func TestPointInTime(t *testing.T) {
 	// (base+100 s) and offset 13 early again.
 	p0 := recs(0, 19)
 	p0[12].Timestamp = base + 100_000
-	writeFile(t, root, "t", 0, name(0), p0[:8], 3, segment.None)
-	writeFile(t, root, "t", 0, name(8), p0[8:], 3, segment.LZ4)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), p0[:8], 3, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(8), p0[8:], 3, segment.LZ4)
 	// Partition 1: every record after --until.
-	writeFile(t, root, "t", 1, name(0), recs(50, 59), 10, segment.None)
+	backuptest.WriteSegment(t, root, "t", 1, name(0), recs(50, 59), 10, segment.None)
 	brokers := cluster(t, 2, "t")
 	until := time.UnixMilli(base + 15_000) // offset 15 of partition 0 is exactly at it
 	sum, err := restore(t, root, brokers, Config{Until: &until})
@@ -470,9 +352,9 @@ func TestPointInTime(t *testing.T) {
 func TestRename(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, root, "src", 0, name(0), varied(0, 40), 7, segment.None)
-	writeFile(t, root, "src", 1, name(0), varied(0, 30), 7, segment.None)
-	writeFile(t, root, "other", 0, name(0), recs(0, 3), 7, segment.None)
+	backuptest.WriteSegment(t, root, "src", 0, name(0), varied(0, 40), 7, segment.None)
+	backuptest.WriteSegment(t, root, "src", 1, name(0), varied(0, 30), 7, segment.None)
+	backuptest.WriteSegment(t, root, "other", 0, name(0), recs(0, 3), 7, segment.None)
 	brokers := cluster(t, 2, "src", "dst", "other")
 	sum, err := restore(t, root, brokers, Config{Topics: []string{"src"}, Rename: map[string]string{"src": "dst"}})
 	if err != nil {
@@ -513,7 +395,7 @@ func TestPartitionSelection(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	for p := int32(0); p < 3; p++ {
-		writeFile(t, root, "t", p, name(0), recs(0, 4), 5, segment.None)
+		backuptest.WriteSegment(t, root, "t", p, name(0), recs(0, 4), 5, segment.None)
 	}
 	brokers := cluster(t, 3, "t")
 	sum, err := restore(t, root, brokers, Config{Partitions: []int32{1}})
@@ -538,7 +420,7 @@ func TestPartitionCount(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	for p := int32(0); p < 4; p++ {
-		writeFile(t, root, "wide", p, name(0), recs(0, 2), 3, segment.None)
+		backuptest.WriteSegment(t, root, "wide", p, name(0), recs(0, 2), 3, segment.None)
 	}
 	// Partition folders 4 and 5 exist but hold no final file.
 	os.MkdirAll(rolling.PartitionDir(root, "wide", 4), 0o755)
@@ -585,16 +467,16 @@ func TestPartitionCount(t *testing.T) {
 func TestCorrupt(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	path := writeFile(t, root, "t", 0, name(0), recs(0, 9), 5, segment.None)
+	path := backuptest.WriteSegment(t, root, "t", 0, name(0), recs(0, 9), 5, segment.None)
 	data, _ := os.ReadFile(path)
 	secondBatch := int64(len(data) / 2) // two batches of the same size
 	data[secondBatch+70] ^= 0xff        // a byte of the second batch's records
 	os.WriteFile(path, data, 0o644)
-	writeFile(t, root, "t", 0, name(10), recs(10, 14), 5, segment.None)
-	tornPath := writeFile(t, root, "t", 1, name(0), recs(0, 9), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(10), recs(10, 14), 5, segment.None)
+	tornPath := backuptest.WriteSegment(t, root, "t", 1, name(0), recs(0, 9), 5, segment.None)
 	data, _ = os.ReadFile(tornPath)
 	os.WriteFile(tornPath, data[:len(data)-3], 0o644)
-	writeFile(t, root, "t", 2, name(0), recs(0, 9), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 2, name(0), recs(0, 9), 5, segment.None)
 
 	brokers := cluster(t, 3, "t")
 	sum, err := restore(t, root, brokers, Config{})
@@ -623,8 +505,8 @@ func TestCorrupt(t *testing.T) {
 func TestDryRun(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, root, "t", 0, name(0), varied(0, 50), 7, segment.Gzip)
-	writeFile(t, root, "t", 0, name(25), varied(25, 50), 7, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), varied(0, 50), 7, segment.Gzip)
+	backuptest.WriteSegment(t, root, "t", 0, name(25), varied(25, 50), 7, segment.None)
 	brokers := cluster(t, 1, "t")
 	for _, b := range [][]string{brokers, nil} {
 		sum, err := restore(t, root, b, Config{DryRun: true})
@@ -651,7 +533,7 @@ func TestProduceError(t *testing.T) {
 	root := t.TempDir()
 	rs := recs(0, 9)
 	rs[6].Value = bytes.Repeat([]byte("x"), 64<<10)
-	writeFile(t, root, "t", 0, name(0), rs, 1, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), rs, 1, segment.None)
 	brokers := cluster(t, 1, "t")
 	sum, err := restore(t, root, brokers, Config{MaxBatchBytes: 16 << 10})
 	if err == nil {
@@ -678,7 +560,7 @@ func TestProduceError(t *testing.T) {
 func TestStall(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, root, "t", 0, name(0), recs(0, 9), 5, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), recs(0, 9), 5, segment.None)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	if err != nil {
 		t.Fatal(err)
@@ -707,7 +589,7 @@ func TestStall(t *testing.T) {
 func TestInterrupted(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, root, "t", 0, name(0), recs(0, 99), 10, segment.None)
+	backuptest.WriteSegment(t, root, "t", 0, name(0), recs(0, 99), 10, segment.None)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	if err != nil {
 		t.Fatal(err)
@@ -720,7 +602,7 @@ func TestInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	start := time.Now()
-	sum, err := Run(ctx, Config{Source: source(t, root), Brokers: c.ListenAddrs(), StallTimeout: 3 * time.Second})
+	sum, err := Run(ctx, Config{Source: backuptest.OpenTree(t, root), Brokers: c.ListenAddrs(), StallTimeout: 3 * time.Second})
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("error %v, want interrupted", err)
 	}

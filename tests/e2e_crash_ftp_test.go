@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-backup/kafka-backup/rolling"
@@ -118,44 +117,17 @@ func TestE2ECrashFTP(t *testing.T) {
 		spoolScan: newCrashScanner(spool, topic), serverScan: newCrashScanner(serverDir, topic),
 		dead: map[string]bool{}, hits: map[string]int{}, aims: map[string]int{},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	keepCrashFTPEvidence(t, spool, serverDir, srv, k.logs)
-	t.Cleanup(func() {
-		cancel()
-		<-k.done
-		k.killAll()
-		if t.Failed() {
-			t.Logf("---- config:\n%s", cfg)
-			l := srv.log()
-			if len(l) > 20000 {
-				l = "…" + l[len(l)-20000:]
-			}
-			t.Logf("---- %s log:\n%s", srv.name, l)
+	k.runInBackground(cfg, k.run, func() {
+		l := srv.log()
+		if len(l) > 20000 {
+			l = "…" + l[len(l)-20000:]
 		}
+		t.Logf("---- %s log:\n%s", srv.name, l)
 	})
-	go k.run(ctx)
 
 	// Waves of records until the last kill, as in runCrash.
-	prng := rand.New(rand.NewSource(seed + 1))
-	waves := 0
-	for {
-		select {
-		case <-k.done:
-		default:
-			b.produceWorkload(topic, crashPartitions, workload{perPartition: 60 + prng.Intn(140), seed: seed + int64(waves)})
-			waves++
-			t.Logf("wave %d produced at %s: %d records in all", waves, crashMs(time.Since(t0)), b.totalProduced())
-			select {
-			case <-k.done:
-			case <-time.After(time.Duration(prng.Intn(700)) * time.Millisecond):
-			}
-			continue
-		}
-		break
-	}
-	b.produceWorkload(topic, crashPartitions, workload{perPartition: 100, seed: seed + int64(waves)})
-	waves++
-	t.Logf("wave %d (last) produced at %s: %d records in all", waves, crashMs(time.Since(t0)), b.totalProduced())
+	waves := produceCrashWaves(t, b, topic, seed, t0, k.done)
 	if t.Failed() {
 		t.FailNow() // the kill loop gave up or found violations: no point waiting
 	}
@@ -185,11 +157,7 @@ func TestE2ECrashFTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comm := map[int32]int64{}
-	for p := range int32(crashPartitions) {
-		comm[p] = int64(b.producedCount(topic, p))
-	}
-	viol, _ := st.check(comm)
+	viol, _ := st.check(allProduced(b, topic))
 	for _, v := range viol {
 		t.Errorf("after the clean stop: %s", v)
 	}
@@ -241,26 +209,15 @@ func TestE2ECrashFTP(t *testing.T) {
 	}
 	bk := verifyBackup(t, cp, verifyOpts{maxSize: size, want: map[string]map[int32][]segment.Record{topic: truth}})
 
-	files := 0
-	for _, fs := range bk.files[topic] {
-		files += len(fs)
-	}
 	logs := k.logs()
-	names := make([]string, 0, len(logs))
-	for n := range logs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	uploads, failures := 0, 0
-	for _, n := range names {
-		uploads += len(uploadedLine(remote).FindAllString(logs[n], -1))
-		failures += len(uploadFailed.FindAllString(logs[n], -1))
-		for _, e := range crashStatsOf(logs[n]).errors {
-			t.Logf("%s logged: %s", n, e)
-		}
+	for _, l := range logs {
+		uploads += len(uploadedLine(remote).FindAllString(l, -1))
+		failures += len(uploadFailed.FindAllString(l, -1))
 	}
+	logCrashErrors(t, logs)
 	t.Logf("%d kills in %s, %d waves, %d records in %d final files on %s; %d uploads logged, %d failed upload attempts logged",
-		kills, crashMs(time.Since(t0)), waves, sumRecords(truth), files, srv.name, uploads, failures)
+		kills, crashMs(time.Since(t0)), waves, sumRecords(truth), bk.fileCount(topic), srv.name, uploads, failures)
 	t.Logf("kills by aim %v; upload states real kills left: %v; injected %v", k.aims, k.hits, k.injected)
 	t.Logf("leftover temporaries on the server from killed incarnations: %d upload temporaries, %d marker temporaries, %d bytes; README does not mention them (a restarted instance never replaces or deletes a dead instance's temporaries)",
 		uploadTemps, markerTemps, tempBytes)
@@ -329,26 +286,10 @@ type ftpCrashKiller struct {
 	aims map[string]int  // kills by aim
 }
 
-// killUpload: 0-4ms after the incarnation's first upload temporary appears
-// on the server.
-const killUpload = "upload"
-
 // plan picks when to kill the next incarnation: 15% at start-up, 35% while
 // busy, 30% during an upload, the rest at any time.
 func (k *ftpCrashKiller) plan() (string, time.Duration) {
-	switch r := k.rng.Intn(100); {
-	case r < 15:
-		return killStartup, time.Duration(5+k.rng.Intn(195)) * time.Millisecond
-	case r < 50:
-		if k.rng.Intn(2) == 0 {
-			return killBusy, time.Duration(k.rng.Intn(50)) * time.Millisecond
-		}
-		return killBusy, time.Duration(50+k.rng.Intn(350)) * time.Millisecond
-	case r < 80:
-		return killUpload, time.Duration(k.rng.Intn(4000)) * time.Microsecond
-	default:
-		return killAny, time.Duration(300+k.rng.Intn(3000)) * time.Millisecond
-	}
+	return k.planKill(15, 35, 30)
 }
 
 // waitUpload waits until p has an upload temporary on the server, polling
@@ -411,34 +352,17 @@ func tcpOpenOn(port int) int {
 }
 
 func (k *ftpCrashKiller) run(ctx context.Context) {
-	defer close(k.done)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.b.addr))
-	if err != nil {
-		k.t.Errorf("kgo client: %v", err)
-		return
-	}
-	defer cl.Close()
-	p, err := k.start(0)
-	if err != nil {
-		k.t.Errorf("%v", err)
-		return
-	}
-	started := time.Now()
 	before := map[string]string{} // the upload states present when p started
 	kinds := []string{"torn", "upload-temp", "renamed", "marked", "unmarked", "marker-temp"}
 	k.rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	violations := 0
-	for i := 1; i <= k.kills; i++ {
+	k.killLoop(func(cl *kgo.Client, i int, p *proc, started time.Time) bool {
 		mode, d := k.plan()
 		k.aims[mode]++
 		aim := fmt.Sprintf("%s, delay %s", mode, crashMs(d))
 		switch mode {
 		case killBusy:
-			if busy := k.waitBusy(ctx, p, started); busy < 0 {
-				aim += ", no in-progress file of its own within 10s"
-			} else {
-				aim += fmt.Sprintf(" after its first in-progress file at %s", crashMs(busy))
-			}
+			aim += k.busyAim(ctx, p, started)
 		case killUpload:
 			aim = fmt.Sprintf("%s, delay %dµs", mode, d.Microseconds())
 			if up := k.waitUpload(ctx, p, started); up < 0 {
@@ -447,37 +371,19 @@ func (k *ftpCrashKiller) run(ctx context.Context) {
 				aim += fmt.Sprintf(" after its first upload temporary at %s", crashMs(up))
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.done:
-			k.t.Errorf("kill %d: incarnation %d exited by itself after %s: %v", i, i-1, crashMs(time.Since(started)), p.err)
-		case <-time.After(d):
+		at, up, ok := k.killAfter(ctx, i, p, started, d)
+		if !ok {
+			return false
 		}
-		p.sigkill()
-		at, up := time.Since(k.t0), time.Since(started)
 		gone := k.waitSessionsGone()
 		if gone < 0 {
 			k.t.Logf("kill %d: the server still has sessions open 5s after the kill; scanning anyway", i)
 		}
-		var comm map[int32]int64
-		for try := 0; ; try++ {
-			comm, err = committed(cl, k.group, k.topic, crashPartitions)
-			if errors.Is(err, kerr.GroupIDNotFound) {
-				comm, err = map[int32]int64{}, nil
-			}
-			if err == nil || try == 20 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			k.t.Errorf("kill %d: committed offsets: %v", i, err)
-		}
+		comm := k.committedAfterKill(cl, i)
 		st, err := k.scanState()
 		if err != nil {
 			k.t.Errorf("kill %d: scanning: %v", i, err)
-			return
+			return false
 		}
 		stats := crashStatsOf(p.logs())
 		inst := ""
@@ -493,13 +399,9 @@ func (k *ftpCrashKiller) run(ctx context.Context) {
 			}
 		}
 		sort.Strings(hit)
-		var comms []string
-		for part := int32(0); part < crashPartitions; part++ {
-			comms = append(comms, fmt.Sprintf("p%d=%d", part, comm[part]))
-		}
 		viol, notes := st.check(comm)
 		k.t.Logf("kill %d/%d at %s: incarnation %d (%s) up %s (%s); sessions gone after %s; %s; upload states it left: %v; committed %s; %s",
-			i, k.kills, crashMs(at), i-1, inst, crashMs(up), aim, crashMs(gone), stats, hit, strings.Join(comms, " "), st)
+			i, k.kills, crashMs(at), i-1, inst, crashMs(up), aim, crashMs(gone), stats, hit, crashCommitted(comm), st)
 		for _, n := range notes {
 			k.t.Logf("kill %d: note: %s", i, n)
 		}
@@ -512,7 +414,7 @@ func (k *ftpCrashKiller) run(ctx context.Context) {
 		if violations += len(viol); violations > 0 {
 			// A later state would be built on a broken one: stop here,
 			// with the evidence kept.
-			return
+			return false
 		}
 		if k.inject {
 			dead := inst
@@ -521,40 +423,23 @@ func (k *ftpCrashKiller) run(ctx context.Context) {
 				k.dead[dead] = true
 			}
 			order := append([]string{kinds[i%len(kinds)]}, kinds...)
-			var did, kind string
-			for _, kind = range order {
-				if did, err = k.injectState(st, kind, dead, comm); did != "" || err != nil {
-					break
-				}
-			}
-			switch {
-			case err != nil:
-				k.t.Errorf("kill %d: injecting %s: %v", i, kind, err)
-				return
-			case did == "":
-				k.t.Logf("kill %d: nothing to inject into", i)
-			default:
-				k.t.Logf("kill %d: injected %s", i, did)
-				k.mu.Lock()
-				k.injected[kind]++
-				k.mu.Unlock()
+			if !k.injectOne(i, order, "nothing to inject into", func(kind string) (string, error) {
+				return k.injectState(st, kind, dead, comm)
+			}) {
+				return false
 			}
 			if st, err = k.scanState(); err != nil {
 				k.t.Errorf("kill %d: scanning after the injection: %v", i, err)
-				return
+				return false
 			}
 			if viol, _ := st.check(comm); len(viol) > 0 {
 				k.t.Errorf("kill %d: the injection made an impossible state: %v", i, viol)
-				return
+				return false
 			}
 		}
 		before = st.uploadStates()
-		if p, err = k.start(i); err != nil {
-			k.t.Errorf("restart %d: %v", i, err)
-			return
-		}
-		started = time.Now()
-	}
+		return true
+	})
 }
 
 // ftpTemp is a hidden temporary on the server.
@@ -748,32 +633,11 @@ func (st *ftpCrashState) check(committed map[int32]int64) (violations, notes []s
 		}
 		// Server final files: complete, named by their first offset, each
 		// offset in one of them.
-		onServer := map[int64]string{}
+		server := checkFinalFiles(sv.finals)
+		violations = append(violations, server.violations(fmt.Sprintf("server: partition %d: ", id))...)
 		serverFile := map[string]crashFile{}
-		var dups []int64
 		for _, f := range sv.finals {
 			serverFile[f.name] = f
-			switch {
-			case f.err != nil:
-				bad("server: partition %d: TORN final file %s: %v", id, f, f.err)
-			case f.records == 0:
-				bad("server: partition %d: empty final file %s", id, f.name)
-			case f.ranges[0].First != f.first:
-				bad("server: partition %d: final file %s starts at offset %d", id, f.name, f.ranges[0].First)
-			}
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					if prev, ok := onServer[o]; ok {
-						dups = append(dups, o)
-						bad("server: partition %d: offset %d is in %s and %s", id, o, prev, f.name)
-						break
-					}
-					onServer[o] = f.name
-				}
-			}
-		}
-		if len(dups) > 0 {
-			bad("server: partition %d: DUPLICATED %s in two final files", id, crashOffsets(dups))
 		}
 		// Marker and journal lines name server files with their offsets.
 		for _, l := range []struct {
@@ -807,73 +671,34 @@ func (st *ftpCrashState) check(committed map[int32]int64) (violations, notes []s
 		// the same bytes as the server file of their name (uploaded, not yet
 		// deleted) or no offset on the server and none in another spool
 		// file: otherwise uploading them would duplicate records.
-		inSpool := map[int64]string{}
+		spool := checkFinalFiles(sp.finals)
+		violations = append(violations, spool.violations(fmt.Sprintf("spool: partition %d: ", id))...)
 		for _, f := range sp.finals {
-			switch {
-			case f.err != nil:
-				bad("spool: partition %d: torn final file %s: %v", id, f, f.err)
-			case f.records == 0:
-				bad("spool: partition %d: empty final file %s", id, f.name)
-			case f.ranges[0].First != f.first:
-				bad("spool: partition %d: final file %s starts at offset %d", id, f.name, f.ranges[0].First)
-			}
 			if _, ok := serverFile[f.name]; ok {
 				if !st.sameBytes(id, f.name) {
 					bad("partition %d: spool file %s differs from the server's final file %s", id, f, serverFile[f.name])
 				}
-			} else {
-				var held []int64
-				for _, r := range f.ranges {
-					for o := r.First; o <= r.Last; o++ {
-						if _, ok := onServer[o]; ok {
-							held = append(held, o)
-						}
-					}
-				}
-				if len(held) > 0 {
-					bad("partition %d: spool file %s, not on the server, holds %s that server final files hold: uploading it will DUPLICATE them", id, f, crashOffsets(held))
+				continue
+			}
+			var onServer []int64
+			for o := range rangeOffsets(f.ranges) {
+				if server.held(o) {
+					onServer = append(onServer, o)
 				}
 			}
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					if prev, ok := inSpool[o]; ok {
-						bad("spool: partition %d: offset %d is in spool files %s and %s", id, o, prev, f.name)
-						break
-					}
-					inSpool[o] = f.name
-				}
+			if len(onServer) > 0 {
+				bad("partition %d: spool file %s, not on the server, holds %s that server final files hold: uploading it will DUPLICATE them", id, f, crashOffsets(onServer))
 			}
 		}
 		// Nothing acknowledged is missing.
-		held := func(o int64) bool {
-			if _, ok := onServer[o]; ok {
-				return true
-			}
-			_, ok := inSpool[o]
-			return ok
-		}
-		inProg := map[int64]bool{}
+		held := func(o int64) bool { return server.held(o) || spool.held(o) }
 		for _, f := range sp.inprog {
-			n, total := 0, 0
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					inProg[o] = true
-					total++
-					if held(o) {
-						n++
-					}
-				}
-			}
-			if n > 0 && n < total {
+			if n, total := countHeld(f, held); n > 0 && n < total {
 				notes = append(notes, fmt.Sprintf("spool: partition %d: %s: %d of its %d offsets are in final files", id, f.name, n, total))
 			}
 		}
-		var lost []int64
-		for o := int64(0); o < committed[id]; o++ {
-			if !held(o) && !inProg[o] {
-				lost = append(lost, o)
-			}
-		}
+		inProg := offsetSet(sp.inprog)
+		lost := lostOffsets(committed[id], func(o int64) bool { return held(o) || inProg[o] })
 		if len(lost) > 0 {
 			bad("partition %d: LOST %s: committed (acknowledged) up to %d but in no final file on the server, no spool file and no valid batch of a spool in-progress file", id, crashOffsets(lost), committed[id])
 		}

@@ -132,6 +132,9 @@ const (
 	// first in-progress file appears: while it works through the backlog
 	// that built up while it was down, writing, fsyncing and rolling.
 	killBusy = "busy"
+	// killUpload: 0-4ms after the incarnation's first upload temporary
+	// appears on the server (the FTP crash test only).
+	killUpload = "upload"
 	// killAny: 300ms-3.3s after the start.
 	killAny = "any"
 )
@@ -139,14 +142,24 @@ const (
 // plan picks when to kill the next incarnation: a fifth at start-up, half
 // while busy, the rest at any time.
 func (k *crashKiller) plan() (string, time.Duration) {
+	return k.planKill(20, 50, 0)
+}
+
+// planKill picks when to kill the next incarnation and how long after the
+// moment it aims at: startupPct percent of the kills at start-up, busyPct
+// percent while busy, uploadPct percent during an upload, the rest at any
+// time.
+func (k *crashKiller) planKill(startupPct, busyPct, uploadPct int) (string, time.Duration) {
 	switch r := k.rng.Intn(100); {
-	case r < 20:
+	case r < startupPct:
 		return killStartup, time.Duration(5+k.rng.Intn(195)) * time.Millisecond
-	case r < 70:
+	case r < startupPct+busyPct:
 		if k.rng.Intn(2) == 0 {
 			return killBusy, time.Duration(k.rng.Intn(50)) * time.Millisecond
 		}
 		return killBusy, time.Duration(50+k.rng.Intn(350)) * time.Millisecond
+	case r < startupPct+busyPct+uploadPct:
+		return killUpload, time.Duration(k.rng.Intn(4000)) * time.Microsecond
 	default:
 		return killAny, time.Duration(300+k.rng.Intn(3000)) * time.Millisecond
 	}
@@ -177,7 +190,23 @@ func (k *crashKiller) waitBusy(ctx context.Context, p *proc, started time.Time) 
 	return -1
 }
 
-func (k *crashKiller) run(ctx context.Context) {
+// busyAim waits, for a kill aimed at a busy incarnation, until p has an
+// in-progress file of its own (waitBusy), and says when that was, for the
+// kill log.
+func (k *crashKiller) busyAim(ctx context.Context, p *proc, started time.Time) string {
+	if busy := k.waitBusy(ctx, p, started); busy >= 0 {
+		return fmt.Sprintf(" after its first in-progress file at %s", crashMs(busy))
+	}
+	return ", no in-progress file of its own within 10s"
+}
+
+// killLoop is the frame of a kill loop: it starts incarnation 0 and calls
+// kill for kills 1 to k.kills, each time with a Kafka client to read the
+// group's committed offsets with, the incarnation to kill and when it
+// started; after each kill that returns true it starts the next
+// incarnation, and it stops at the first that returns false. It closes
+// k.done when it ends, and reports failures through Errorf.
+func (k *crashKiller) killLoop(kill func(cl *kgo.Client, i int, p *proc, started time.Time) bool) {
 	defer close(k.done)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.b.addr))
 	if err != nil {
@@ -192,40 +221,170 @@ func (k *crashKiller) run(ctx context.Context) {
 	}
 	started := time.Now()
 	for i := 1; i <= k.kills; i++ {
+		if !kill(cl, i, p, started) {
+			return
+		}
+		if p, err = k.start(i); err != nil {
+			k.t.Errorf("restart %d: %v", i, err)
+			return
+		}
+		started = time.Now()
+	}
+}
+
+// killAfter waits d and SIGKILLs p, the incarnation kill i ends (reporting it
+// if it exited by itself before), and returns when the kill was since the
+// test's start and since p's start. It returns ok false, without killing,
+// when ctx ends first.
+func (k *crashKiller) killAfter(ctx context.Context, i int, p *proc, started time.Time, d time.Duration) (at, up time.Duration, ok bool) {
+	k.t.Helper()
+	select {
+	case <-ctx.Done():
+		return 0, 0, false
+	case <-p.done:
+		k.t.Errorf("kill %d: incarnation %d exited by itself after %s: %v", i, i-1, crashMs(time.Since(started)), p.err)
+	case <-time.After(d):
+	}
+	p.sigkill()
+	return time.Since(k.t0), time.Since(started), true
+}
+
+// committedAfterKill returns the group's committed offsets after kill i,
+// trying for about two seconds; none when the group was never joined. It
+// reports a failure through Errorf and returns what the last try returned.
+func (k *crashKiller) committedAfterKill(cl *kgo.Client, i int) map[int32]int64 {
+	k.t.Helper()
+	for try := 0; ; try++ {
+		comm, err := committed(cl, k.group, k.topic, crashPartitions)
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			// Killed before the group was ever joined: nothing committed.
+			return map[int32]int64{}
+		}
+		if err == nil {
+			return comm
+		}
+		if try == 20 {
+			k.t.Errorf("kill %d: committed offsets: %v", i, err)
+			return comm
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// injectOne tries inject with each of kinds in turn until one makes a state
+// or fails, and reports what kill i's injection did: the state it made
+// (counted in k.injected), nothing (logging the nothing message), or the
+// failure, through Errorf. It returns false when an injection failed.
+func (k *crashKiller) injectOne(i int, kinds []string, nothing string, inject func(kind string) (string, error)) bool {
+	k.t.Helper()
+	var did, kind string
+	var err error
+	for _, kind = range kinds {
+		if did, err = inject(kind); did != "" || err != nil {
+			break
+		}
+	}
+	switch {
+	case err != nil:
+		k.t.Errorf("kill %d: injecting %s: %v", i, kind, err)
+		return false
+	case did == "":
+		k.t.Logf("kill %d: %s", i, nothing)
+	default:
+		k.t.Logf("kill %d: injected %s", i, did)
+		k.mu.Lock()
+		k.injected[kind]++
+		k.mu.Unlock()
+	}
+	return true
+}
+
+// crashCommitted formats committed offsets for the kill log: "p0=12 p1=0 …".
+func crashCommitted(comm map[int32]int64) string {
+	var comms []string
+	for part := int32(0); part < crashPartitions; part++ {
+		comms = append(comms, fmt.Sprintf("p%d=%d", part, comm[part]))
+	}
+	return strings.Join(comms, " ")
+}
+
+// runInBackground runs the kill loop run on its own goroutine. When the test
+// ends it stops the loop, waits for it, kills every incarnation still
+// running and, if the test failed, logs cfg and calls logMore (unless nil).
+func (k *crashKiller) runInBackground(cfg string, run func(context.Context), logMore func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	k.t.Cleanup(func() {
+		cancel()
+		<-k.done
+		k.killAll()
+		if k.t.Failed() {
+			k.t.Logf("---- config:\n%s", cfg)
+			if logMore != nil {
+				logMore()
+			}
+		}
+	})
+	go run(ctx)
+}
+
+// produceCrashWaves produces waves of records to topic until done is closed,
+// each wave 60-199 records a partition, 0-700ms apart, so that kills land
+// while records are written, files roll for size and for idleness, and
+// files are recovered; then a last wave of 100 a partition, records produced
+// after the last restart too. It returns the number of waves.
+func produceCrashWaves(t *testing.T, b *broker, topic string, seed int64, t0 time.Time, done <-chan struct{}) int {
+	t.Helper()
+	prng := rand.New(rand.NewSource(seed + 1))
+	waves := 0
+	for {
+		select {
+		case <-done:
+		default:
+			b.produceWorkload(topic, crashPartitions, workload{perPartition: 60 + prng.Intn(140), seed: seed + int64(waves)})
+			waves++
+			t.Logf("wave %d produced at %s: %d records in all", waves, crashMs(time.Since(t0)), b.totalProduced())
+			select {
+			case <-done:
+			case <-time.After(time.Duration(prng.Intn(700)) * time.Millisecond):
+			}
+			continue
+		}
+		break
+	}
+	b.produceWorkload(topic, crashPartitions, workload{perPartition: 100, seed: seed + int64(waves)})
+	waves++
+	t.Logf("wave %d (last) produced at %s: %d records in all", waves, crashMs(time.Since(t0)), b.totalProduced())
+	return waves
+}
+
+// logCrashErrors logs the error lines of every process's logs, by the
+// processes' names.
+func logCrashErrors(t *testing.T, logs map[string]string) {
+	t.Helper()
+	names := make([]string, 0, len(logs))
+	for n := range logs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, e := range crashStatsOf(logs[n]).errors {
+			t.Logf("%s logged: %s", n, e)
+		}
+	}
+}
+
+func (k *crashKiller) run(ctx context.Context) {
+	k.killLoop(func(cl *kgo.Client, i int, p *proc, started time.Time) bool {
 		mode, d := k.plan()
 		aim := fmt.Sprintf("%s, delay %s", mode, crashMs(d))
 		if mode == killBusy {
-			busy := k.waitBusy(ctx, p, started)
-			if busy < 0 {
-				aim += ", no in-progress file of its own within 10s"
-			} else {
-				aim += fmt.Sprintf(" after its first in-progress file at %s", crashMs(busy))
-			}
+			aim += k.busyAim(ctx, p, started)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.done:
-			k.t.Errorf("kill %d: incarnation %d exited by itself after %s: %v", i, i-1, crashMs(time.Since(started)), p.err)
-		case <-time.After(d):
+		at, up, ok := k.killAfter(ctx, i, p, started, d)
+		if !ok {
+			return false
 		}
-		p.sigkill()
-		at, up := time.Since(k.t0), time.Since(started)
-		var comm map[int32]int64
-		for try := 0; ; try++ {
-			comm, err = committed(cl, k.group, k.topic, crashPartitions)
-			if errors.Is(err, kerr.GroupIDNotFound) {
-				// Killed before the group was ever joined: nothing committed.
-				comm, err = map[int32]int64{}, nil
-			}
-			if err == nil || try == 20 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			k.t.Errorf("kill %d: committed offsets: %v", i, err)
-		}
+		comm := k.committedAfterKill(cl, i)
 		ds, err := k.scanner.scan()
 		if err != nil {
 			k.t.Errorf("kill %d: scanning %s: %v", i, k.dir, err)
@@ -248,12 +407,8 @@ func (k *crashKiller) run(ctx context.Context) {
 		}
 		k.recovered += st.finalized["recovered"]
 		k.mu.Unlock()
-		var comms []string
-		for part := int32(0); part < crashPartitions; part++ {
-			comms = append(comms, fmt.Sprintf("p%d=%d", part, comm[part]))
-		}
 		k.t.Logf("kill %d/%d at %s: incarnation %d up %s (%s); %s; %d torn in-progress tails, %d in-progress files mid-rename; committed %s; files:%s",
-			i, k.kills, crashMs(at), i-1, crashMs(up), aim, st, torn, linked, strings.Join(comms, " "), ds)
+			i, k.kills, crashMs(at), i-1, crashMs(up), aim, st, torn, linked, crashCommitted(comm), ds)
 		for _, o := range overlap {
 			k.t.Logf("kill %d: note: %s", i, o)
 		}
@@ -268,30 +423,12 @@ func (k *crashKiller) run(ctx context.Context) {
 			if k.rng.Intn(2) == 0 {
 				kinds[0], kinds[1] = kinds[1], kinds[0]
 			}
-			var did, kind string
-			for _, kind = range kinds {
-				if did, err = ds.inject(k.rng, kind, k.dir, k.topic, comm); did != "" || err != nil {
-					break
-				}
-			}
-			switch {
-			case err != nil:
-				k.t.Errorf("kill %d: injecting %s: %v", i, kind, err)
-			case did == "":
-				k.t.Logf("kill %d: no in-progress file to inject a torn write or a half-done rename into", i)
-			default:
-				k.t.Logf("kill %d: injected %s", i, did)
-				k.mu.Lock()
-				k.injected[kind]++
-				k.mu.Unlock()
-			}
+			k.injectOne(i, kinds, "no in-progress file to inject a torn write or a half-done rename into", func(kind string) (string, error) {
+				return ds.inject(k.rng, kind, k.dir, k.topic, comm)
+			})
 		}
-		if p, err = k.start(i); err != nil {
-			k.t.Errorf("restart %d: %v", i, err)
-			return
-		}
-		started = time.Now()
-	}
+		return true
+	})
 }
 
 func runCrash(t *testing.T, topic, fsync string) {
@@ -317,42 +454,10 @@ func runCrash(t *testing.T, topic, fsync string) {
 		rng: rand.New(rand.NewSource(seed)), t0: t0, scanner: newCrashScanner(dir, topic),
 		done: make(chan struct{}), inject: os.Getenv("KAFKA_BACKUP_CRASH_INJECT") != "0", injected: map[string]int{},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	keepCrashEvidence(t, topic, dir, k.logs)
-	t.Cleanup(func() {
-		cancel()
-		<-k.done
-		k.killAll()
-		if t.Failed() {
-			t.Logf("---- config:\n%s", cfg)
-		}
-	})
-	go k.run(ctx)
+	k.runInBackground(cfg, k.run, nil)
 
-	// Produce waves of records until the last kill, so that kills land while
-	// records are written, files roll for size and for idleness, and files
-	// are recovered.
-	prng := rand.New(rand.NewSource(seed + 1))
-	waves := 0
-	for {
-		select {
-		case <-k.done:
-		default:
-			b.produceWorkload(topic, crashPartitions, workload{perPartition: 60 + prng.Intn(140), seed: seed + int64(waves)})
-			waves++
-			t.Logf("wave %d produced at %s: %d records in all", waves, crashMs(time.Since(t0)), b.totalProduced())
-			select {
-			case <-k.done:
-			case <-time.After(time.Duration(prng.Intn(700)) * time.Millisecond):
-			}
-			continue
-		}
-		break
-	}
-	// Records produced after the last restart too.
-	b.produceWorkload(topic, crashPartitions, workload{perPartition: 100, seed: seed + int64(waves)})
-	waves++
-	t.Logf("wave %d (last) produced at %s: %d records in all", waves, crashMs(time.Since(t0)), b.totalProduced())
+	waves := produceCrashWaves(t, b, topic, seed, t0, k.done)
 
 	truth := b.groundTruth(topic, crashPartitions)
 	requireVariety(t, truth)
@@ -367,31 +472,13 @@ func runCrash(t *testing.T, topic, fsync string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comm := map[int32]int64{}
-	for p := range int32(crashPartitions) {
-		comm[p] = int64(b.producedCount(topic, p))
-	}
-	for _, v := range ds.check(comm) {
+	for _, v := range ds.check(allProduced(b, topic)) {
 		t.Errorf("after the clean stop: %s", v)
 	}
 	bk := verifyBackup(t, dir, verifyOpts{maxSize: size, want: map[string]map[int32][]segment.Record{topic: truth}})
 
-	files := 0
-	for _, fs := range bk.files[topic] {
-		files += len(fs)
-	}
-	logs := k.logs()
-	names := make([]string, 0, len(logs))
-	for n := range logs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		for _, e := range crashStatsOf(logs[n]).errors {
-			t.Logf("%s logged: %s", n, e)
-		}
-	}
+	logCrashErrors(t, k.logs())
 	k.recovered += crashStatsOf(last.logs()).finalized["recovered"]
 	t.Logf("%d kills in %s, %d waves, %d records in %d final files; kills that tore an in-progress batch: %d, that landed mid-rename: %d, before the writer started: %d; injected %v; files recovered: %d",
-		kills, crashMs(time.Since(t0)), waves, sumRecords(truth), files, k.tornKills, k.linkedKills, k.startupKills, k.injected, k.recovered)
+		kills, crashMs(time.Since(t0)), waves, sumRecords(truth), bk.fileCount(topic), k.tornKills, k.linkedKills, k.startupKills, k.injected, k.recovered)
 }

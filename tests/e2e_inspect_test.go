@@ -165,12 +165,8 @@ func catRecords(t testing.TB, env []string, args ...string) []segment.Record {
 // say against the ground truth; then verify on damaged copies.
 func TestE2EInspect(t *testing.T) {
 	t.Parallel()
-	needKcat(t)
 	const topic, partitions = "insp", 3
-	b := startBroker(t, partitions, topic)
-	b.produceWorkload(topic, partitions, workload{perPartition: 300, seed: 41})
-	truth := b.groundTruth(topic, partitions)
-	requireVariety(t, truth)
+	b, truth := variedTopic(t, topic, partitions, 300, 41)
 	total := sumRecords(truth)
 	dir := restoreBackupLocal(t, b, topic, partitions)
 	for p := range int32(partitions) {

@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
@@ -55,77 +56,14 @@ func restoreRun(t testing.TB, env []string, args ...string) restoreResult {
 // restoreEnds returns the end offsets of partitions 0 to n-1 of topic, or an
 // error (UNKNOWN_TOPIC_OR_PARTITION for a missing topic).
 func restoreEnds(b *broker, topic string, n int32) ([]int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrListOffsetsRequest()
-	req.ReplicaID = -1
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = topic
-	for p := range n {
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Partition = p
-		rp.Timestamp = -1
-		rt.Partitions = append(rt.Partitions, rp)
-	}
-	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int64, n)
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return nil, fmt.Errorf("%s/%d: %w", topic, p.Partition, err)
-			}
-			out[p.Partition] = p.Offset
-		}
-	}
-	return out, nil
+	return backuptest.EndOffsets([]string{b.addr}, topic, n)
 }
 
 // restoreRead consumes every record of partitions 0 to n-1 of topic, up to
 // their end offsets, with kgo.
 func restoreRead(t testing.TB, b *broker, topic string, n int32) map[int32][]segment.Record {
 	t.Helper()
-	ends, err := restoreEnds(b, topic, n)
-	if err != nil {
-		t.Fatalf("end offsets of %s: %v", topic, err)
-	}
-	offs := map[int32]kgo.Offset{}
-	var want int64
-	for p := range n {
-		offs[p] = kgo.NewOffset().AtStart()
-		want += ends[p]
-	}
-	out := map[int32][]segment.Record{}
-	if want == 0 {
-		return out
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	for got := int64(0); got < want; {
-		fetches := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: %d of %d records before the timeout", topic, got, want)
-		}
-		fetches.EachError(func(tp string, p int32, err error) { t.Fatalf("reading %s/%d: %v", tp, p, err) })
-		fetches.EachRecord(func(r *kgo.Record) {
-			out[r.Partition] = append(out[r.Partition], fromKgo(r))
-			got++
-		})
-	}
-	return out
+	return backuptest.ReadTopic(t, []string{b.addr}, topic, n, waitTimeout)
 }
 
 // restoreCompare checks that got, read back from the restored topic, holds
@@ -234,12 +172,8 @@ func restoreCreateTopic(t testing.TB, b *broker, topic string, n int32) {
 // the source record by record.
 func TestE2ERestoreRoundTrip(t *testing.T) {
 	t.Parallel()
-	needKcat(t)
 	const topic, partitions = "src", 3
-	b := startBroker(t, partitions, topic)
-	b.produceWorkload(topic, partitions, workload{perPartition: 400, seed: 31})
-	truth := b.groundTruth(topic, partitions)
-	requireVariety(t, truth)
+	b, truth := variedTopic(t, topic, partitions, 400, 31)
 	total := sumRecords(truth)
 	if total < 1000 || total > 999_999 {
 		t.Fatalf("%d records: the summary check below formats 1,000 to 999,999", total)

@@ -300,53 +300,10 @@ func (ds crashScan) check(committed map[int32]int64) []string {
 		for _, s := range ps.stray {
 			out = append(out, fmt.Sprintf("partition %d: stray entry %s", id, s))
 		}
-		inFinal := map[int64]string{}
-		var dups []int64
-		dupFiles := map[string]bool{}
-		for _, f := range ps.finals {
-			switch {
-			case f.err != nil:
-				out = append(out, fmt.Sprintf("partition %d: torn final file %s: %v", id, f, f.err))
-			case f.records == 0:
-				out = append(out, fmt.Sprintf("partition %d: empty final file %s", id, f.name))
-			case f.ranges[0].First != f.first:
-				out = append(out, fmt.Sprintf("partition %d: final file %s starts at offset %d", id, f.name, f.ranges[0].First))
-			}
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					if prev, ok := inFinal[o]; ok {
-						dups = append(dups, o)
-						dupFiles[prev+" & "+f.name] = true
-					}
-					inFinal[o] = f.name
-				}
-			}
-		}
-		if len(dups) > 0 {
-			var pairs []string
-			for p := range dupFiles {
-				pairs = append(pairs, p)
-			}
-			sort.Strings(pairs)
-			out = append(out, fmt.Sprintf("partition %d: DUPLICATED %s in two final files (%s)", id, crashOffsets(dups), strings.Join(pairs, "; ")))
-		}
-		onDisk := map[int64]bool{}
-		for o := range inFinal {
-			onDisk[o] = true
-		}
-		for _, f := range ps.inprog {
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					onDisk[o] = true
-				}
-			}
-		}
-		var lost []int64
-		for o := int64(0); o < committed[id]; o++ {
-			if !onDisk[o] {
-				lost = append(lost, o)
-			}
-		}
+		fc := checkFinalFiles(ps.finals)
+		out = append(out, fc.violations(fmt.Sprintf("partition %d: ", id))...)
+		inProg := offsetSet(ps.inprog)
+		lost := lostOffsets(committed[id], func(o int64) bool { return fc.held(o) || inProg[o] })
 		if len(lost) > 0 {
 			out = append(out, fmt.Sprintf("partition %d: LOST %s: committed (acknowledged) up to %d but in no final file and no valid batch of an in-progress file", id, crashOffsets(lost), committed[id]))
 		}
@@ -362,15 +319,10 @@ func (ds crashScan) check(committed map[int32]int64) []string {
 func (ds crashScan) notes(instance string) (torn, linked int, overlap []string) {
 	for id, ps := range ds.parts {
 		finalIno := map[string]uint64{}
-		inFinal := map[int64]string{}
 		for _, f := range ps.finals {
 			finalIno[f.name] = f.ino
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					inFinal[o] = f.name
-				}
-			}
 		}
+		inFinal := offsetSet(ps.finals)
 		for _, f := range ps.inprog {
 			own := instance != "" && strings.HasSuffix(f.name, "."+instance+rolling.InProgressSuffix)
 			if f.torn() > 0 && own {
@@ -382,15 +334,7 @@ func (ds crashScan) notes(instance string) (torn, linked int, overlap []string) 
 				}
 				continue
 			}
-			held, total := 0, 0
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					total++
-					if _, ok := inFinal[o]; ok {
-						held++
-					}
-				}
-			}
+			held, total := countHeld(f, func(o int64) bool { return inFinal[o] })
 			if held > 0 && held < total {
 				overlap = append(overlap, fmt.Sprintf("partition %d: %s: %d of its %d offsets are in final files", id, f.name, held, total))
 			}
@@ -521,15 +465,10 @@ func (ds crashScan) inject(rng *rand.Rand, kind, dir, topic string, committed ma
 	for _, id := range ids {
 		ps := ds.parts[id]
 		finals := map[string]bool{}
-		inFinal := map[int64]bool{}
 		for _, f := range ps.finals {
 			finals[f.name] = true
-			for _, r := range f.ranges {
-				for o := r.First; o <= r.Last; o++ {
-					inFinal[o] = true
-				}
-			}
 		}
+		inFinal := offsetSet(ps.finals)
 		for _, f := range ps.inprog {
 			// A file whose final name exists may be that final file (linked
 			// by a half-done rename): cutting it would tear the final file,
@@ -543,13 +482,7 @@ func (ds crashScan) inject(rng *rand.Rand, kind, dir, topic string, committed ma
 					cands = append(cands, cand{id, f})
 				}
 			case "rename":
-				held := false
-				for _, r := range f.ranges {
-					for o := r.First; o <= r.Last && !held; o++ {
-						held = inFinal[o]
-					}
-				}
-				if !held {
+				if held, _ := countHeld(f, func(o int64) bool { return inFinal[o] }); held == 0 {
 					cands = append(cands, cand{id, f})
 				}
 			}

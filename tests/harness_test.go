@@ -61,6 +61,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -258,7 +259,7 @@ func (b *broker) groundTruth(topic string, partitions int32) map[int32][]segment
 			b.t.Fatalf("ground truth of %s/%d: %v", t, p, err)
 		})
 		fs.EachRecord(func(r *kgo.Record) {
-			out[r.Partition] = append(out[r.Partition], fromKgo(r))
+			out[r.Partition] = append(out[r.Partition], backuptest.FromKgo(r))
 			got++
 		})
 	}
@@ -305,20 +306,6 @@ func committed(cl *kgo.Client, group, topic string, partitions int32) (map[int32
 		}
 	}
 	return out, nil
-}
-
-// fromKgo turns a consumed record into the record a backup must hold.
-func fromKgo(r *kgo.Record) segment.Record {
-	rec := segment.Record{
-		Offset:    r.Offset,
-		Timestamp: r.Timestamp.UnixMilli(),
-		Key:       r.Key,
-		Value:     r.Value,
-	}
-	for _, h := range r.Headers {
-		rec.Headers = append(rec.Headers, segment.Header{Key: h.Key, Value: h.Value})
-	}
-	return rec
 }
 
 // ---------------------------------------------------------------------------
@@ -826,6 +813,16 @@ type backup struct {
 	files map[string]map[int32][]backupFile // by topic and partition, in offset order
 }
 
+// fileCount returns how many files the backup holds of topic, in all its
+// partitions.
+func (bk backup) fileCount(topic string) int {
+	n := 0
+	for _, fs := range bk.files[topic] {
+		n += len(fs)
+	}
+	return n
+}
+
 // verifyOpts says what verifyBackup expects.
 type verifyOpts struct {
 	// maxSize is the output's size: no file is larger unless it holds a
@@ -1116,6 +1113,21 @@ func requireVariety(t testing.TB, truth map[int32][]segment.Record) {
 		t.Fatalf("the workload lacks a kind of record: %+v", k)
 	}
 	t.Logf("workload: %+v", k)
+}
+
+// variedTopic starts a broker with topic, of partitions partitions, produces
+// the varied workload to it with kcat (about perPartition records a
+// partition, sizes from seed), checks that the records have every kind the
+// fidelity checks are about (requireVariety), and returns the broker and the
+// records as Kafka has them (groundTruth).
+func variedTopic(t testing.TB, topic string, partitions int32, perPartition int, seed int64) (*broker, map[int32][]segment.Record) {
+	t.Helper()
+	needKcat(t)
+	b := startBroker(t, partitions, topic)
+	b.produceWorkload(topic, partitions, workload{perPartition: perPartition, seed: seed})
+	truth := b.groundTruth(topic, partitions)
+	requireVariety(t, truth)
+	return b, truth
 }
 
 // sumRecords counts the records of a ground truth.
