@@ -85,6 +85,8 @@ type options struct {
 	ftpUploadTimeout   time.Duration
 	measureFDsInterval time.Duration
 	partitionBuffer    string // redpanda input partition_buffer_bytes
+	franzBatch         int    // kafka_franz batching count
+	franzCheckpoint    int    // kafka_franz checkpoint_limit
 	maxYield           string // redpanda input max_yield_batch_bytes
 	extraOutput        string // extra kafka_backup fields (YAML, no indentation)
 	env                []string
@@ -138,6 +140,8 @@ func parseFlags() (*options, error) {
 		skipMain    = flag.Bool("no-main", false, "skip the main comparison (run only -scale cases)")
 		profDir     = flag.String("profile-dir", "", "where to keep the profiles (default: $TMPDIR/kafka-backup-bench-profiles)")
 		partBuf     = flag.String("partition-buffer", "4MiB", "the redpanda input's partition_buffer_bytes")
+		franzBatch  = flag.Int("franz-batch", 4096, "the kafka_franz input's batching count")
+		franzCkpt   = flag.Int("franz-checkpoint", 4096, "the kafka_franz input's checkpoint_limit")
 		maxYield    = flag.String("max-yield", "4MiB", "the redpanda input's max_yield_batch_bytes")
 		extraOut    = flag.String("backup-extra", "", "extra kafka_backup fields for the backup and ftp rows, YAML flow lines separated by ';' (e.g. \"fsync: never;max_in_flight: 64\")")
 		fetchWait   = flag.String("fetch-max-wait", "250ms", "both inputs' fetch_max_wait (the inputs' default is 5s, which adds up to 5 s to a run once most partitions are drained: see docs/benchmarks.md); empty: the inputs' default")
@@ -151,7 +155,7 @@ func parseFlags() (*options, error) {
 		partitions: *partitions, repeat: *repeat, profile: *profile, gobench: *gobench, doc: *doc,
 		workDir: *workDir, keep: *keep, timeout: *timeout, note: *note, skipMain: *skipMain,
 		manyPartitions: *many, profileDir: *profDir,
-		partitionBuffer: *partBuf, maxYield: *maxYield, extraOutput: *extraOut,
+		partitionBuffer: *partBuf, franzBatch: *franzBatch, franzCheckpoint: *franzCkpt, maxYield: *maxYield, extraOutput: *extraOut,
 		env: strings.Fields(*env), verbose: *verbose, fetchMaxWait: *fetchWait, inputExtra: *inputExtra, buildFlags: strings.Fields(*buildFlags),
 		brokerLoadTimeout: 60 * time.Minute, commitPoll: 100 * time.Millisecond,
 		ftpUploadTimeout: 5 * time.Minute, measureFDsInterval: 250 * time.Millisecond,
@@ -388,6 +392,7 @@ type rowResult struct {
 	steady    time.Duration // commits at 10% of the records to the last commit
 	uploaded  time.Duration // FTP: process start to every record on the server
 	cpu       time.Duration // user+sys of the measured process
+	sys       time.Duration // the sys (kernel) part of cpu
 	rss       int64         // peak RSS, bytes
 	brokerCPU time.Duration // the broker's CPU from start to the last commit
 	otherCPU  time.Duration // everybody else's CPU in that time (the machine's load)
@@ -557,11 +562,11 @@ func pipelineConfig(o *options, addr, input, row, group, dir string, ftp *ftpSer
     start_from_oldest: true
     multi_header: true
     commit_period: 200ms
-    checkpoint_limit: 4096
+    checkpoint_limit: %d
     batching:
-      count: 4096
+      count: %d
       period: 100ms
-`, addr, topic, group)
+`, addr, topic, group, o.franzCheckpoint, o.franzBatch)
 	}
 	if o.fetchMaxWait != "" {
 		fmt.Fprintf(&b, "    fetch_max_wait: %s\n", o.fetchMaxWait)
@@ -763,7 +768,7 @@ func runRow(ctx context.Context, o *options, bins binaries, b *broker, adm *admi
 	if err := c.stop(2 * time.Minute); err != nil {
 		return fmt.Errorf("stopping: %v\n%s", err, c.tail(4000))
 	}
-	r.cpu, r.rss = c.usage()
+	r.cpu, r.sys, r.rss = c.usage()
 	r.otherCPU = max(0, machineBusy-ownCPU-r.brokerCPU)
 
 	// What the output holds after the shutdown.

@@ -77,18 +77,18 @@ func (c *child) kill() {
 	}
 }
 
-// usage returns user+system CPU time and peak RSS (bytes) of the exited
-// process, from its rusage.
-func (c *child) usage() (cpu time.Duration, maxRSS int64) {
+// usage returns the user+system CPU time, the system (kernel) part of it and
+// the peak RSS (bytes) of the exited process, from its rusage.
+func (c *child) usage() (cpu, sys time.Duration, maxRSS int64) {
 	st := c.cmd.ProcessState
 	if st == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	ru, ok := st.SysUsage().(*syscall.Rusage)
 	if !ok {
-		return st.UserTime() + st.SystemTime(), 0
+		return st.UserTime() + st.SystemTime(), st.SystemTime(), 0
 	}
-	return st.UserTime() + st.SystemTime(), ru.Maxrss * 1024 // Linux: KiB
+	return st.UserTime() + st.SystemTime(), st.SystemTime(), ru.Maxrss * 1024 // Linux: KiB
 }
 
 // tail returns the last n bytes of the process's log.

@@ -162,7 +162,7 @@ func containsRow(cr *caseResult, row string) bool {
 
 func tableMarkdown(cr *caseResult, runs bool) string {
 	var b strings.Builder
-	b.WriteString("| input | output | MB/s | records/s | steady MB/s | CPU s | peak RSS MB | × drop | broker CPU s | others' CPU (cores) | max fds | output |")
+	b.WriteString("| input | output | MB/s | records/s | steady MB/s | CPU s (sys) | peak RSS MB | × drop | broker CPU s | others' CPU (cores) | max fds | output |")
 	if runs {
 		b.WriteString(" runs (MB/s) |")
 	}
@@ -197,9 +197,9 @@ func tableMarkdown(cr *caseResult, runs bool) string {
 		if r.steady >= 500*time.Millisecond { // shorter is mostly commit-period jitter
 			steady = fmt.Sprintf("%.1f", float64(cr.bytes)*0.9/1e6/r.steady.Seconds())
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.1f | %.0f | %s | %.1f | %.0f | %s | %.1f | %.2f | %d | %s |",
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.0f | %s | %.1f (%.1f) | %.0f | %s | %.1f | %.2f | %d | %s |",
 			r.input, r.label(), cr.mb(r.elapsed), float64(cr.records)/r.elapsed.Seconds(), steady,
-			r.cpu.Seconds(), float64(r.rss)/1e6, ratio, r.brokerCPU.Seconds(), r.otherCPU.Seconds()/r.elapsed.Seconds(), r.maxFDs, r.check)
+			r.cpu.Seconds(), r.sys.Seconds(), float64(r.rss)/1e6, ratio, r.brokerCPU.Seconds(), r.otherCPU.Seconds()/r.elapsed.Seconds(), r.maxFDs, r.check)
 		if runs {
 			var s []string
 			for _, v := range r.mbps {
