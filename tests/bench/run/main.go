@@ -7,9 +7,9 @@
 // after another, each until its consumer group has committed the end offset
 // of every partition:
 //
-//   - for each input (redpanda with partition_buffer_bytes and
+//   - for each input (redpanda with partition_buffer_bytes 2MiB and
 //     max_yield_batch_bytes 4MiB; kafka_franz with batching count 4096,
-//     period 100ms, checkpoint_limit 4096; both with commit_period 200ms and
+//     period 100ms, checkpoint_limit 8192; both with commit_period 200ms and
 //     fetch_max_wait 250ms, see -fetch-max-wait): input → drop (the
 //     ceiling), input → the stock file output with a per-partition path,
 //     input → kafka_backup on local disk (the README's settings), input →
@@ -139,9 +139,9 @@ func parseFlags() (*options, error) {
 		note        = flag.String("note", "", "a note to print with the results in the document (e.g. \"quiet machine\")")
 		skipMain    = flag.Bool("no-main", false, "skip the main comparison (run only -scale cases)")
 		profDir     = flag.String("profile-dir", "", "where to keep the profiles (default: $TMPDIR/kafka-backup-bench-profiles)")
-		partBuf     = flag.String("partition-buffer", "4MiB", "the redpanda input's partition_buffer_bytes")
+		partBuf     = flag.String("partition-buffer", "2MiB", "the redpanda input's partition_buffer_bytes")
 		franzBatch  = flag.Int("franz-batch", 4096, "the kafka_franz input's batching count")
-		franzCkpt   = flag.Int("franz-checkpoint", 4096, "the kafka_franz input's checkpoint_limit")
+		franzCkpt   = flag.Int("franz-checkpoint", 8192, "the kafka_franz input's checkpoint_limit")
 		maxYield    = flag.String("max-yield", "4MiB", "the redpanda input's max_yield_batch_bytes")
 		extraOut    = flag.String("backup-extra", "", "extra kafka_backup fields for the backup and ftp rows, YAML flow lines separated by ';' (e.g. \"fsync: never;max_in_flight: 64\")")
 		fetchWait   = flag.String("fetch-max-wait", "250ms", "both inputs' fetch_max_wait (the inputs' default is 5s, which adds up to 5 s to a run once most partitions are drained: see docs/benchmarks.md); empty: the inputs' default")
