@@ -389,7 +389,7 @@ type rowResult struct {
 	skipped    string // why the row did not run
 
 	elapsed   time.Duration // process start to the last commit
-	steady    time.Duration // commits at 10% of the records to the last commit
+	steady    time.Duration // from 10% to 90% of the records committed: no start-up, no end game
 	uploaded  time.Duration // FTP: process start to every record on the server
 	cpu       time.Duration // user+sys of the measured process
 	sys       time.Duration // the sys (kernel) part of cpu
@@ -682,7 +682,7 @@ func runRow(ctx context.Context, o *options, bins binaries, b *broker, adm *admi
 	defer tick.Stop()
 	lastFD := time.Time{}
 	var frac float64 // share of the records committed at the last poll
-	var t10, lastPrint time.Time
+	var t10, t90, lastPrint time.Time
 	var progress []string
 	for {
 		now := time.Now()
@@ -719,13 +719,16 @@ func runRow(ctx context.Context, o *options, bins binaries, b *broker, adm *admi
 			if t10.IsZero() && sum*10 >= total {
 				t10 = now
 			}
+			if t90.IsZero() && sum*10 >= total*9 {
+				t90 = now
+			}
 			if h != nil && h.half != nil && sum*2 >= total {
 				h.half(c)
 				h.half = nil
 			}
 			if done {
 				r.elapsed = now.Sub(t0)
-				r.steady = now.Sub(t10)
+				r.steady = t90.Sub(t10)
 				break
 			}
 		}

@@ -160,6 +160,16 @@ func containsRow(cr *caseResult, row string) bool {
 	return false
 }
 
+// steadyMB is r's rate in MB/s from 10 % to 90 % of the records committed,
+// or 0 when that took too short a time to measure with commits polled every
+// 100 ms and made every 200 ms.
+func (cr *caseResult) steadyMB(r *rowResult) float64 {
+	if r.steady < 500*time.Millisecond {
+		return 0
+	}
+	return float64(cr.bytes) * 0.8 / 1e6 / r.steady.Seconds()
+}
+
 func tableMarkdown(cr *caseResult, runs bool) string {
 	var b strings.Builder
 	b.WriteString("| input | output | MB/s | records/s | steady MB/s | CPU s (sys) | peak RSS MB | × drop | broker CPU s | others' CPU (cores) | max fds | output |")
@@ -194,8 +204,8 @@ func tableMarkdown(cr *caseResult, runs bool) string {
 			ratio = "1"
 		}
 		steady := "—"
-		if r.steady >= 500*time.Millisecond { // shorter is mostly commit-period jitter
-			steady = fmt.Sprintf("%.1f", float64(cr.bytes)*0.9/1e6/r.steady.Seconds())
+		if mb := cr.steadyMB(r); mb > 0 {
+			steady = fmt.Sprintf("%.1f", mb)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.0f | %s | %.1f (%.1f) | %.0f | %s | %.1f | %.2f | %d | %s |",
 			r.input, r.label(), cr.mb(r.elapsed), float64(cr.records)/r.elapsed.Seconds(), steady,
@@ -338,6 +348,9 @@ func (rep *report) targets() []verdict {
 			any = true
 			ra, ro := main.mb(a.elapsed), main.mb(o.elapsed)
 			m := fmt.Sprintf("%s: %.1f vs %.1f MB/s = %.2f×", in, ra, ro, ra/ro)
+			if sa, so := main.steadyMB(a), main.steadyMB(o); sa > 0 && so > 0 {
+				m += fmt.Sprintf("; steady: %.1f vs %.1f MB/s = %.2f×", sa, so, sa/so)
+			}
 			if row == "ftp" && a.uploaded > 0 {
 				m += fmt.Sprintf(" (on the server: %.1f MB/s = %.2f×)", main.mb(a.uploaded), main.mb(a.uploaded)/ro)
 			}
