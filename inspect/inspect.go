@@ -183,6 +183,28 @@ func (s *OffsetSet) Holes() []segment.Range {
 	return out
 }
 
+// Uncovered returns the parts of r that are not in the set, in order.
+func (s *OffsetSet) Uncovered(r segment.Range) []segment.Range {
+	var out []segment.Range
+	next := r.First
+	for _, have := range s.r {
+		if have.Last < next {
+			continue
+		}
+		if have.First > r.Last {
+			break
+		}
+		if have.First > next {
+			out = append(out, segment.Range{First: next, Last: have.First - 1})
+		}
+		next = have.Last + 1
+		if next > r.Last {
+			return out
+		}
+	}
+	return append(out, segment.Range{First: next, Last: r.Last})
+}
+
 // rangesLen returns the number of offsets in rs.
 func rangesLen(rs []segment.Range) int64 {
 	var n int64

@@ -330,6 +330,60 @@ func TestOffsetSet(t *testing.T) {
 		if s.Len() != int64(len(in)) {
 			t.Fatalf("round %d: Len %d, want %d", round, s.Len(), len(in))
 		}
+		r := segment.Range{First: rng.Int63n(110) - 5}
+		r.Last = r.First + rng.Int63n(30)
+		var out OffsetSet
+		for _, u := range s.Uncovered(r) {
+			if u.First > u.Last || u.First < r.First || u.Last > r.Last || out.Covers(u.First, u.Last) {
+				t.Fatalf("round %d: Uncovered(%v) = %v; ranges %v", round, r, s.Uncovered(r), rs)
+			}
+			out.AddRange(u)
+		}
+		for o := r.First; o <= r.Last; o++ {
+			if out.Contains(o) == in[o] {
+				t.Fatalf("round %d: Uncovered(%v) = %v, offset %d wrong; ranges %v", round, r, s.Uncovered(r), o, rs)
+			}
+		}
+	}
+}
+
+// TestVerifyMarker checks the FTP destination's marker against the files:
+// offsets it claims for a file that does not hold them would be skipped by
+// the next run.
+func TestVerifyMarker(t *testing.T) {
+	srv := ftptest.Start(t)
+	root := srv.LocalPath("/backups")
+	backuptest.WriteSegment(t, root, "t", 0, name(40), varied(40, 60, 1_700_000_000_000), 10, segment.None)
+	loc := fmt.Sprintf("ftp://%s@%s/backups", srv.User, srv.Addr)
+	verify := func(marker string) *VerifyReport {
+		t.Helper()
+		backuptest.WriteFile(t, root, "t", 0, tree.MarkerName, []byte(marker))
+		src, err := tree.Open(context.Background(), loc, tree.Options{Password: srv.Password})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		rep, err := Verify(context.Background(), src, VerifyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+
+	// Right, and a line for a file not (or no longer) there: the writer
+	// ignores such lines.
+	if rep := verify("40 40-99\n500 500-510\n"); !rep.OK || len(rep.Problems()) != 0 {
+		t.Fatalf("a marker that matches the files: %s", problemsOf(rep))
+	}
+	rep := verify("40 40-79,90-120\n")
+	p := one(t, rep, KindMarker)
+	if rep.OK || p.Severity != SeverityError || p.File != "40" || *p.Offset != 100 || !strings.HasSuffix(p.Path, "/t/0/"+tree.MarkerName) {
+		t.Fatalf("problem %+v", p)
+	}
+	for _, s := range []string{"21 offsets", "(100-120)", "would skip them", "Delete " + tree.MarkerName} {
+		if !strings.Contains(p.String(), s) {
+			t.Errorf("%q does not say %q", p.String(), s)
+		}
 	}
 }
 

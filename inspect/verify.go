@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ const (
 	KindInterleaved = "interleaved"  // a file starts below the offsets of files named before it
 	KindLeftover    = "leftover"     // a hidden in-progress or upload file
 	KindStray       = "stray"        // a name that is neither a final nor a hidden file
+	KindMarker      = "marker"       // the FTP marker claims offsets its file does not hold
 )
 
 // Problem is one finding of Verify.
@@ -284,6 +286,7 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		pr.Bytes += f.Size
 	}
 	crossCheck(src, pr)
+	checkMarker(ctx, src, ref, pr)
 	if pr.Leftovers == nil {
 		pr.Leftovers = []Leftover{}
 	}
@@ -291,6 +294,48 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		pr.Problems = []Problem{}
 	}
 	return pr
+}
+
+// checkMarker compares the FTP destination's marker (tree.MarkerName), when
+// the folder has one, with what the files hold. A kafka_backup run on the
+// partition takes the marker's word for the files it lists and skips the
+// offsets it names, so offsets the marker claims and the file does not hold
+// would never be backed up.
+func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
+	path := location(src, ref.topic, ref.partition, tree.MarkerName)
+	rc, err := src.Open(ctx, ref.topic, ref.partition, tree.MarkerName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return // local backups, and FTP folders no upload has finished in
+	}
+	var data []byte
+	if err == nil {
+		data, err = io.ReadAll(io.LimitReader(rc, 64<<20))
+		rc.Close()
+	}
+	if err != nil {
+		pr.add(Problem{Severity: SeverityError, Kind: KindRead, File: tree.MarkerName, Path: path,
+			Message: fmt.Sprintf("cannot read the FTP destination's marker: %v", err)})
+		return
+	}
+	marker := tree.ParseMarker(data)
+	for i := range pr.Files {
+		f := &pr.Files[i]
+		claimed, listed := marker[f.Name]
+		if !listed || !f.OK {
+			continue // unlisted files are read by the writer itself; broken ones are reported already
+		}
+		var missing []segment.Range
+		for _, r := range claimed {
+			missing = append(missing, f.offsets.Uncovered(r)...)
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		pr.add(Problem{Severity: SeverityError, Kind: KindMarker, File: f.Name, Path: path, Offset: ptr(missing[0].First),
+			Message: fmt.Sprintf("the marker %s says %s holds offsets %s, but %s of them are not in it (%s): a kafka_backup run on this partition would skip them and never back them up. "+
+				"Delete %s from this folder: a run reads the offsets of the files a marker does not list from the files themselves",
+				tree.MarkerName, f.Name, FormatRanges(claimed, 5), plural(rangesLen(missing), "offset"), FormatRanges(missing, 5), tree.MarkerName)})
+	}
 }
 
 // countingReader counts the bytes read.

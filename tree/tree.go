@@ -37,6 +37,11 @@ const PasswordEnv = "KAFKA_BACKUP_FTP_PASSWORD"
 // folder; it is neither a final file nor a leftover.
 const MarkerName = ftp.MarkerName
 
+// ParseMarker parses a marker: the offset ranges the FTP destination
+// recorded for each final file, by file name. A kafka_backup run takes the
+// marker's word for the files it lists and skips those offsets.
+func ParseMarker(data []byte) map[string][]rolling.Range { return ftp.ParseRanges(data) }
+
 // Options configures Open. Only the FTP settings exist; a local tree needs
 // none.
 type Options struct {

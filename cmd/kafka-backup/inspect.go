@@ -141,12 +141,14 @@ Per partition it reports the offsets held, gaps (offsets between them no file
 holds: compacted topics, transaction markers, offset_from, or lost data),
 overlaps (the same offsets in two files), files that interleave, hidden
 in-progress (.…inprogress) and FTP upload (.…upload) files left in the
-folder, and stray names. Nothing is changed.
+folder, and stray names. On an FTP server it checks each folder's marker
+(.kafka-backup.ranges, which a restarted backup trusts to skip what is
+already uploaded) against what the files hold. Nothing is changed.
 
 Each problem names the file, the byte where it is and the offset: for a torn
 or corrupt batch the base offset its header states, else the offset after the
 last good record. Errors: corrupt, torn, misnamed, empty, offset_order, size,
-read. Warnings: overlap, interleaved, leftover, stray. The base offset and
+read, marker. Warnings: overlap, interleaved, leftover, stray. The base offset and
 length of a batch are outside its CRC (as in Kafka): damage there shows as a
 torn or corrupt batch, a misnamed file or broken offset order, or, in the last
 batch of a file, as shifted offsets (a gap or an overlap).

@@ -485,11 +485,13 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, err
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
 	}
-	return parseRanges(data), nil
+	return ParseRanges(data), nil
 }
 
-// parseRanges parses marker and journal lines; a later line for a name wins.
-func parseRanges(data []byte) map[string][]rolling.Range {
+// ParseRanges parses a marker (MarkerName) or journal (JournalName): the
+// offset ranges each file holds, by file name. Lines it cannot read are
+// skipped; a later line for a name wins.
+func ParseRanges(data []byte) map[string][]rolling.Range {
 	out := map[string][]rolling.Range{}
 	for _, line := range strings.Split(string(data), "\n") {
 		name, list, ok := strings.Cut(strings.TrimSpace(line), " ")
@@ -546,7 +548,7 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 		}
 	}
 	if data, err := os.ReadFile(filepath.Join(spoolDir, JournalName)); err == nil {
-		for _, rs := range parseRanges(data) {
+		for _, rs := range ParseRanges(data) {
 			out = append(out, rs...)
 		}
 	}
