@@ -8,16 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
-	"path"
-	"strconv"
-	"strings"
 	"unicode/utf8"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
-	"github.com/kafka-backup/kafka-backup/tree"
 )
 
 // EncodingBase64 is the value of an *_encoding field of a JSONRecord whose
@@ -199,90 +192,4 @@ func Cat(ctx context.Context, r io.Reader, w io.Writer, opts CatOptions) (CatRes
 		}
 	}
 	return res, bw.Flush()
-}
-
-// OpenFile opens one backup file for Cat: a local path (or file:///path), or
-// ftp://[user@]host[:port]/<root>/<topic>/<partition>/<name> (or ftps://),
-// a file of a backup tree on an FTP server, with opts for the connection.
-func OpenFile(ctx context.Context, loc string, opts tree.Options) (io.ReadCloser, error) {
-	if !strings.Contains(loc, "://") {
-		return openLocalFile(loc)
-	}
-	u, err := url.Parse(loc)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not a valid URL", redactURL(loc))
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("%s: a file URL names no host (file:///path)", u.Redacted())
-		}
-		return openLocalFile(u.Path)
-	case "ftp", "ftps":
-	default:
-		return nil, fmt.Errorf("%s: unknown scheme %q: give a local file, ftp://… or ftps://…", u.Redacted(), u.Scheme)
-	}
-	p := path.Clean("/" + u.Path)
-	name := path.Base(p)
-	pdir := path.Dir(p)
-	tdir := path.Dir(pdir)
-	partition, err := strconv.ParseInt(path.Base(pdir), 10, 32)
-	if err != nil || partition < 0 || strconv.FormatInt(partition, 10) != path.Base(pdir) || rolling.ValidTopic(path.Base(tdir)) != nil || name == "/" {
-		return nil, fmt.Errorf("%s: an FTP file must be given as …/<topic>/<partition>/<file> of a backup tree", u.Redacted())
-	}
-	root := *u
-	root.Path = path.Dir(tdir)
-	root.RawPath = ""
-	src, err := tree.Open(ctx, root.String(), opts)
-	if err != nil {
-		return nil, err
-	}
-	rc, err := src.Open(ctx, path.Base(tdir), int32(partition), name)
-	if err != nil {
-		src.Close()
-		return nil, fmt.Errorf("%s: %w", u.Redacted(), err)
-	}
-	return &srcFile{ReadCloser: rc, src: src}, nil
-}
-
-// srcFile is a file that closes its source with it.
-type srcFile struct {
-	io.ReadCloser
-	src tree.Source
-}
-
-func (f *srcFile) Close() error {
-	err := f.ReadCloser.Close()
-	f.src.Close()
-	return err
-}
-
-func openLocalFile(p string) (io.ReadCloser, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if st.IsDir() {
-		f.Close()
-		return nil, fmt.Errorf("%s is a folder: give a file (kafka-backup ls lists them)", p)
-	}
-	return f, nil
-}
-
-// redactURL hides the password of a URL that does not parse.
-func redactURL(s string) string {
-	i := strings.Index(s, "://")
-	at := strings.LastIndex(s, "@")
-	if i < 0 || at < i {
-		return s
-	}
-	if c := strings.Index(s[i+3:at], ":"); c >= 0 {
-		return s[:i+3+c+1] + "xxxxx" + s[at:]
-	}
-	return s
 }

@@ -600,7 +600,7 @@ func TestFTP(t *testing.T) {
 	if err != nil || lrep.Records != 261 || lrep.Errors != 0 {
 		t.Fatalf("FTP list: %v %+v", err, lrep)
 	}
-	rc, err := OpenFile(ctx, loc+"/a/0/100", tree.Options{Password: srv.Password})
+	rc, err := tree.OpenFile(ctx, loc+"/a/0/100", tree.Options{Password: srv.Password})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,11 +615,11 @@ func TestFTP(t *testing.T) {
 	}
 	sameRecords(t, got, want["a/0"][100:200])
 	for _, bad := range []string{loc + "/a/x/100", loc[:strings.LastIndex(loc, "/")] + "/100"} {
-		if _, err := OpenFile(ctx, bad, tree.Options{Password: srv.Password}); err == nil {
-			t.Errorf("OpenFile(%s) succeeded", bad)
+		if _, err := tree.OpenFile(ctx, bad, tree.Options{Password: srv.Password}); err == nil {
+			t.Errorf("tree.OpenFile(%s) succeeded", bad)
 		}
 	}
-	if _, err := OpenFile(ctx, loc+"/a/0/999", tree.Options{Password: srv.Password}); err == nil {
+	if _, err := tree.OpenFile(ctx, loc+"/a/0/999", tree.Options{Password: srv.Password}); err == nil {
 		t.Error("a missing file opened")
 	}
 

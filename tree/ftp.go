@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -281,14 +280,7 @@ func (s *ftpSource) Topics(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, e := range es {
-		if e.dir && rolling.ValidTopic(e.name) == nil {
-			out = append(out, e.name)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return topicFolders(es), nil
 }
 
 func (s *ftpSource) Partitions(ctx context.Context, topic string) ([]int32, error) {
@@ -299,14 +291,7 @@ func (s *ftpSource) Partitions(ctx context.Context, topic string) ([]int32, erro
 	if err != nil {
 		return nil, err
 	}
-	var out []int32
-	for _, e := range es {
-		if p, ok := partitionName(e.name); ok && e.dir {
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
+	return partitionFolders(es), nil
 }
 
 func (s *ftpSource) partitionDir(topic string, partition int32) string {

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -135,24 +136,101 @@ type Source interface {
 // ftp://[user[:password]@]host[:port]/path or ftps://… (port 21 by default,
 // user anonymous). It checks that the root can be listed.
 func Open(ctx context.Context, location string, opts Options) (Source, error) {
-	if !strings.Contains(location, "://") {
-		return openLocal(location)
+	local, u, err := parseLocation(location, "backup location", "folder")
+	switch {
+	case err != nil:
+		return nil, err
+	case u == nil:
+		return openLocal(local)
 	}
-	u, err := url.Parse(location)
+	return openFTP(ctx, u, opts)
+}
+
+// OpenFile opens one file of a backup tree: a local path (or file:///path),
+// or ftp://[user@]host[:port]/<root>/<topic>/<partition>/<name> (or
+// ftps://), with opts for the connection. A local path may be any file.
+func OpenFile(ctx context.Context, location string, opts Options) (io.ReadCloser, error) {
+	local, u, err := parseLocation(location, "backup file", "file")
+	switch {
+	case err != nil:
+		return nil, err
+	case u == nil:
+		return openLocalFile(local)
+	}
+	p := path.Clean("/" + u.Path)
+	name := path.Base(p)
+	pdir := path.Dir(p)
+	tdir := path.Dir(pdir)
+	partition, ok := partitionName(path.Base(pdir))
+	if !ok || rolling.ValidTopic(path.Base(tdir)) != nil || name == "/" {
+		return nil, fmt.Errorf("backup file %s: an FTP file must be given as …/<topic>/<partition>/<file> of a backup tree", u.Redacted())
+	}
+	root := *u
+	root.Path = path.Dir(tdir)
+	root.RawPath = ""
+	src, err := openFTP(ctx, &root, opts)
 	if err != nil {
+		return nil, err
+	}
+	rc, err := src.Open(ctx, path.Base(tdir), partition, name)
+	if err != nil {
+		src.Close()
+		return nil, fmt.Errorf("backup file %s: %w", u.Redacted(), err)
+	}
+	return &sourceFile{ReadCloser: rc, src: src}, nil
+}
+
+// sourceFile is a file that closes its source with it.
+type sourceFile struct {
+	io.ReadCloser
+	src Source
+}
+
+func (f *sourceFile) Close() error {
+	err := f.ReadCloser.Close()
+	f.src.Close()
+	return err
+}
+
+// openLocalFile opens a local file, refusing a folder.
+func openLocalFile(p string) (io.ReadCloser, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("%s is a folder: give a file (kafka-backup ls lists them)", p)
+	}
+	return f, nil
+}
+
+// parseLocation splits a location into a local path (u nil) or an ftp:// or
+// ftps:// URL. what names the location in errors ("backup location"), kind
+// what a local one is ("folder").
+func parseLocation(location, what, kind string) (local string, u *url.URL, err error) {
+	if !strings.Contains(location, "://") {
+		return location, nil, nil
+	}
+	if u, err = url.Parse(location); err != nil {
 		// url.Parse errors quote the URL, password included.
-		return nil, fmt.Errorf("backup location %s: not a valid URL", redact(location))
+		return "", nil, fmt.Errorf("%s %s: not a valid URL", what, redact(location))
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("backup location %s: a file URL names no host (file:///path)", u.Redacted())
+			return "", nil, fmt.Errorf("%s %s: a file URL names no host (file:///path)", what, u.Redacted())
 		}
-		return openLocal(u.Path)
+		return u.Path, nil, nil
 	case "ftp", "ftps":
-		return openFTP(ctx, u, opts)
+		return "", u, nil
 	}
-	return nil, fmt.Errorf("backup location %s: unknown scheme %q: give a local folder, ftp://… or ftps://…", u.Redacted(), u.Scheme)
+	return "", nil, fmt.Errorf("%s %s: unknown scheme %q: give a local %s, ftp://… or ftps://…", what, u.Redacted(), u.Scheme, kind)
 }
 
 // redact hides what looks like a password in a string that is not a valid
@@ -177,6 +255,31 @@ func partitionName(name string) (int32, bool) {
 		return 0, false
 	}
 	return int32(p), true
+}
+
+// topicFolders returns the folders among es named as a Kafka topic, sorted.
+func topicFolders(es []entry) []string {
+	var out []string
+	for _, e := range es {
+		if e.dir && rolling.ValidTopic(e.name) == nil {
+			out = append(out, e.name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// partitionFolders returns the partitions of the folders among es named by
+// a partition number, sorted.
+func partitionFolders(es []entry) []int32 {
+	var out []int32
+	for _, e := range es {
+		if p, ok := partitionName(e.name); ok && e.dir {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 // entry is one name in a folder.
@@ -286,14 +389,7 @@ func (s *localSource) Topics(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", s.root, err)
 	}
-	var out []string
-	for _, e := range es {
-		if e.dir && rolling.ValidTopic(e.name) == nil {
-			out = append(out, e.name)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return topicFolders(es), nil
 }
 
 func (s *localSource) Partitions(ctx context.Context, topic string) ([]int32, error) {
@@ -305,14 +401,7 @@ func (s *localSource) Partitions(ctx context.Context, topic string) ([]int32, er
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", dir, err)
 	}
-	var out []int32
-	for _, e := range es {
-		if p, ok := partitionName(e.name); ok && e.dir {
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
+	return partitionFolders(es), nil
 }
 
 func (s *localSource) List(ctx context.Context, topic string, partition int32) (Partition, error) {

@@ -336,7 +336,7 @@ func runCat(ctx context.Context, c *cli.Context) error {
 		}
 	}
 	opts.Base64 = c.Bool("base64")
-	rc, err := inspect.OpenFile(ctx, file, ftpSourceOptions(c))
+	rc, err := tree.OpenFile(ctx, file, ftpSourceOptions(c))
 	if err != nil {
 		return cli.Exit(fmt.Errorf("cat: %w", err), exitFailed)
 	}
