@@ -205,22 +205,12 @@ func TestE2EInspect(t *testing.T) {
 		c := copyTree(t, dir)
 		name := partitionFiles(t, c, topic, 1)[1]
 		path := filepath.Join(rolling.PartitionDir(c, topic, 1), name)
-		pos, base := batchesOf(t, path)
-		k := len(pos) / 2
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		at := pos[k] + segment.HeaderSize + 2 // inside the records, under the CRC
-		data[at] ^= 0x01
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		pos, base, _ := flipRecordByte(t, path)
 		r := inspectRun(t, nil, "verify", c)
 		if r.code != 1 {
 			t.Fatalf("verify of a flipped byte: exit %d, want 1", r.code)
 		}
-		want := fmt.Sprintf("ERROR corrupt: %s: byte %d, offset %d: corrupt batch: CRC32C", path, pos[k], base[k])
+		want := fmt.Sprintf("ERROR corrupt: %s: byte %d, offset %d: corrupt batch: CRC32C", path, pos, base)
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("verify does not say %q", want)
 		}
@@ -229,7 +219,7 @@ func TestE2EInspect(t *testing.T) {
 		}
 		_, rep := verifyJSON(t, nil, c)
 		ps := rep.Problems()
-		if len(ps) != 1 || ps[0].Kind != inspect.KindCorrupt || ps[0].File != name || ps[0].Partition != 1 || *ps[0].Position != pos[k] || *ps[0].Offset != base[k] {
+		if len(ps) != 1 || ps[0].Kind != inspect.KindCorrupt || ps[0].File != name || ps[0].Partition != 1 || *ps[0].Position != pos || *ps[0].Offset != base {
 			t.Errorf("problems %+v", ps)
 		}
 	})

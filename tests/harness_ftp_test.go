@@ -361,3 +361,22 @@ func waitUploadsLogged(t testing.TB, p *proc, remote, dir string) (uploads, file
 	}, p)
 	return uploads, files
 }
+
+// realFTPServer is a kind of real server tests/ftpd runs: its name, whether
+// it requires explicit FTPS, and how to start one (it skips the test when
+// the servers are not installed or the tests do not run as root).
+type realFTPServer struct {
+	name  string
+	tls   bool
+	start func(testing.TB) *ftpd.Server
+}
+
+// realFTPServers lists every kind: vsftpd and pure-ftpd, plain and FTPS.
+func realFTPServers() []realFTPServer {
+	return []realFTPServer{
+		{"vsftpd", false, func(t testing.TB) *ftpd.Server { return ftpd.StartVsftpd(t, ftpd.Options{}) }},
+		{"vsftpd-ftps", true, func(t testing.TB) *ftpd.Server { return ftpd.StartVsftpd(t, ftpd.Options{TLS: true}) }},
+		{"pure-ftpd", false, func(t testing.TB) *ftpd.Server { return ftpd.StartPureFtpd(t, ftpd.Options{}) }},
+		{"pure-ftpd-ftps", true, func(t testing.TB) *ftpd.Server { return ftpd.StartPureFtpd(t, ftpd.Options{TLS: true}) }},
+	}
+}

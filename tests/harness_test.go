@@ -1138,3 +1138,22 @@ func sumRecords(truth map[int32][]segment.Record) int {
 	}
 	return n
 }
+
+// flipRecordByte flips one byte inside the records of the middle batch of
+// the file at path, under the batch's CRC, and returns that batch's position
+// and base offset, and the file as it was (to put it back).
+func flipRecordByte(t testing.TB, path string) (pos, base int64, orig []byte) {
+	t.Helper()
+	ps, bs := batchesOf(t, path)
+	k := len(ps) / 2
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append([]byte(nil), orig...)
+	data[ps[k]+segment.HeaderSize+2] ^= 0x01
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ps[k], bs[k], orig
+}
