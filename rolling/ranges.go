@@ -39,6 +39,19 @@ func (s *rangeSet) contains(off int64) bool {
 	return i < len(s.r) && s.r[i].First <= off
 }
 
+// Overlap reports whether any offset is in both a range of a and a range of
+// b.
+func Overlap(a, b []Range) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.First <= y.Last && y.First <= x.Last {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Covers reports whether the ranges rs, taken together, hold every offset of
 // r.
 func Covers(rs []Range, r Range) bool {

@@ -19,14 +19,14 @@ func NamingOf(name string) Naming {
 }
 
 // TrimCovered rewrites the finished file f.Path without its batches whose
-// offsets covered reports as already held elsewhere, for a file whose final
-// name is taken: two writers backed up the same records (a rebalance moved
-// the partition while the first still had its file open). The trimmed file
-// gets the final name of its new first offset and is stored at
-// pathFor(that name), replacing f.Path; ok is false when every batch was
-// covered and f.Path was deleted. A batch only partly covered is kept whole:
-// nothing is lost. When the first batch is kept the name cannot change, and
-// f is returned untouched.
+// offsets covered reports as already held by final files: two writers backed
+// up the same records (a rebalance moved the partition while the first still
+// had its file open). The trimmed file gets the final name of its new first
+// offset and is stored at pathFor(that name), replacing f.Path; when the
+// first batch is kept, the name stays and the trimmed file replaces f.Path
+// itself. ok is false when every batch was covered and f.Path was deleted. A
+// batch only partly covered is kept whole: nothing is lost. When no batch is
+// covered, f is returned untouched.
 func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
 	in, err := os.Open(f.Path)
 	if err != nil {
@@ -42,6 +42,7 @@ func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 	t := f
 	t.Ranges, t.Records, t.Bytes = nil, 0, 0
 	rd := segment.NewReader(in)
+	dropped := 0
 	for {
 		b, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -53,6 +54,7 @@ func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 		}
 		r := Range{First: b.BaseOffset, Last: b.LastOffset}
 		if covered(r) {
+			dropped++
 			continue
 		}
 		if t.Records == 0 {
@@ -78,10 +80,17 @@ func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 	}
 	out.Close()
 	t.Name = NamingOf(f.Name).FileName(t.FirstOffset)
-	if t.Name == f.Name {
-		// The first batch is kept, so the name stays taken: leave f as it is.
+	switch {
+	case dropped == 0:
 		os.Remove(tmpPath)
 		return f, true, nil
+	case t.Name == f.Name:
+		// The first batch is kept, and with it the name and the path.
+		if err := os.Rename(tmpPath, f.Path); err != nil {
+			os.Remove(tmpPath)
+			return f, false, err
+		}
+		return t, true, nil
 	}
 	t.Path = pathFor(t.Name)
 	if t.Path != f.Path {

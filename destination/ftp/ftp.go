@@ -300,6 +300,9 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 // to its final name, records its range in the marker and deletes the spool
 // copy.
 func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
+	if done, err := d.cutHeld(c, j); err != nil || done {
+		return err
+	}
 	final := path.Join(j.remote, j.name)
 	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
 
@@ -367,16 +370,63 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string, size int64)
 	if !ok {
 		return nil // the server holds every record of it
 	}
-	if t.Name == j.name {
+	name := j.name
+	d.adopt(j, t)
+	if t.Name == name {
 		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d and its first batch is only partly on the server: not replacing it; compare them and move one away", final, size, j.local, j.size)
 	}
+	return d.upload(c, j)
+}
+
+// adopt makes j the upload of t, what TrimCovered left of j's spool copy.
+func (d *Destination) adopt(j *job, t rolling.File) {
 	d.mu.Lock()
 	delete(d.queued, j.local)
 	d.queued[t.Path] = true
 	d.spool += t.Bytes - j.size
 	d.mu.Unlock()
 	j.local, j.name, j.size, j.ranges = t.Path, t.Name, t.Bytes, t.Ranges
-	return d.upload(c, j)
+}
+
+// cutHeld cuts from j's spool copy the batches that other final files on the
+// server already hold, by the folder's marker: another instance backed up
+// the same records when a rebalance moved the partition while this one still
+// had the file open. done is true when nothing of it is left to upload.
+// Files the marker does not list are not read; a taken name is still caught
+// by upload.
+func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error) {
+	names, err := c.NameList(j.remote)
+	if err != nil {
+		if connBroken(err) {
+			return false, err
+		}
+		return false, nil // no folder yet
+	}
+	marker, err := readMarker(c, j.remote)
+	if err != nil {
+		return false, err
+	}
+	var held []rolling.Range
+	for _, n := range names {
+		if n = path.Base(n); n != j.name {
+			held = append(held, marker[n]...)
+		}
+	}
+	if !rolling.Overlap(held, j.ranges) {
+		return false, nil
+	}
+	spoolDir := filepath.Dir(j.local)
+	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
+	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+		func(name string) string { return filepath.Join(spoolDir, name) })
+	if err != nil {
+		return false, fmt.Errorf("cutting from %s the records the server holds already: %w", j.local, err)
+	}
+	if !ok {
+		return true, nil // the server holds every record of it
+	}
+	d.adopt(j, t)
+	return false, nil
 }
 
 // makeDirs creates dir and its parents, ignoring "exists" refusals: servers

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"syscall"
 
 	"github.com/kafka-backup/kafka-backup/rolling"
@@ -29,14 +30,33 @@ func New(root string) *Destination { return &Destination{root: root} }
 var errFinalExists = errors.New("final file exists")
 
 // Publish renames f to its final name. It never replaces an existing final
-// file. When the name is taken — another writer backed up the same records,
-// as when a rebalance moved the partition while the first writer still had
-// its file open — the batches the folder's final files already hold are cut
-// from f, which is then published under the name of its new first offset, or
-// deleted when nothing is left. If that cannot resolve it, Publish fails and
-// f stays where it is.
+// file. Another writer may have backed up some of the same records, as when
+// a rebalance moved the partition while the first writer still had its file
+// open: the batches of f that the final files around its offsets already
+// hold are cut from it first, and it is published under the name of its new
+// first offset, or deleted when nothing is left. When the name is taken all
+// the same, the folder's final files are all read and the same is done; if
+// that cannot resolve it, Publish fails and f stays where it is.
 func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 	dir := filepath.Dir(f.Path)
+	inProgress := func(name string) string {
+		_, inst, _ := rolling.ParseInProgressName(filepath.Base(f.Path))
+		return filepath.Join(dir, rolling.InProgressName(name, inst+"-trim"))
+	}
+	held, err := heldAround(dir, f)
+	if err != nil {
+		return err
+	}
+	if rolling.Overlap(held, f.Ranges) {
+		t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) }, inProgress)
+		if err != nil {
+			return fmt.Errorf("cutting from %s the records final files hold already: %w", f.Path, err)
+		}
+		if !ok {
+			return nil // every record of f is in final files already
+		}
+		f = t
+	}
 	for {
 		err := renameNoReplace(f.Path, filepath.Join(dir, f.Name))
 		if err == nil {
@@ -48,10 +68,6 @@ func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 		held, rerr := FinalRanges(dir)
 		if rerr != nil {
 			return errors.Join(err, rerr)
-		}
-		inProgress := func(name string) string {
-			_, inst, _ := rolling.ParseInProgressName(filepath.Base(f.Path))
-			return filepath.Join(dir, rolling.InProgressName(name, inst+"-trim"))
 		}
 		t, ok, terr := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) }, inProgress)
 		if terr != nil {
@@ -101,6 +117,44 @@ func FinalRanges(dir string) ([]rolling.Range, error) {
 				return nil, err
 			}
 			continue
+		}
+		out = append(out, span.Ranges...)
+	}
+	return out, nil
+}
+
+// heldAround returns the offsets held by the final files of dir that may
+// overlap f: those named by an offset inside f's, and the few named just
+// below its first offset (one usually; more when files interleave). The
+// files below those are not read, so a long-lived folder costs a listing and
+// a few headers per file published.
+func heldAround(dir string, f rolling.File) ([]rolling.Range, error) {
+	const below = 3
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	type named struct {
+		name  string
+		first int64
+	}
+	var inside, under []named
+	for _, e := range entries {
+		first, ok := rolling.ParseFileName(e.Name())
+		switch {
+		case !ok || !e.Type().IsRegular() || first > f.LastOffset:
+		case first >= f.FirstOffset:
+			inside = append(inside, named{e.Name(), first})
+		default:
+			under = append(under, named{e.Name(), first})
+		}
+	}
+	sort.Slice(under, func(i, j int) bool { return under[i].first > under[j].first })
+	var out []rolling.Range
+	for _, n := range append(inside, under[:min(below, len(under))]...) {
+		span, err := fileSpan(filepath.Join(dir, n.name))
+		if span.Batches == 0 && err != nil && !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
+			return nil, err
 		}
 		out = append(out, span.Ranges...)
 	}

@@ -159,6 +159,60 @@ func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 	}
 }
 
+// TestPublishCutsBatchesOthersHold: a rebalance moved the partition while
+// the old owner had its file open; the new owner's files, already final,
+// hold some of its batches. They are cut before it is published, whatever
+// its name: at its end (the name stays), at its start (it gets the name of
+// its new first offset), and a batch only partly held is kept whole.
+func TestPublishCutsBatchesOthersHold(t *testing.T) {
+	root := t.TempDir()
+	d := local.New(root)
+	pdir := rolling.PartitionDir(root, "t", 0)
+	publish := func(name string, first, last int64, batch int) {
+		t.Helper()
+		tmp := filepath.Join(pdir, rolling.InProgressName(name, "old-owner"))
+		writeFile(t, tmp, segmentBytes(t, span(first, last), batch))
+		f := rolling.File{Path: tmp, Name: name, FirstOffset: first, LastOffset: last, Ranges: []rolling.Range{{First: first, Last: last}}}
+		if err := d.Publish(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(tmp); !os.IsNotExist(err) {
+			t.Fatalf("in-progress file %s still there: %v", tmp, err)
+		}
+	}
+	held := func(name string) []rolling.Range {
+		t.Helper()
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, name), readFile(t, filepath.Join(pdir, name)))
+		rs, err := local.FinalRanges(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+
+	writeFile(t, filepath.Join(pdir, "50"), segmentBytes(t, span(50, 69), 10)) // the new owner's
+	publish("30", 30, 54, 10)                                                 // 30-39, 40-49, 50-54: the last is held
+	if rs := held("30"); !slices.Equal(rs, []rolling.Range{{First: 30, Last: 49}}) {
+		t.Fatalf("30 holds %v, want 30-49: its last batch is in 50", rs)
+	}
+	publish("65", 65, 79, 5) // 65-69 held, 70-79 not
+	if rs := held("70"); !slices.Equal(rs, []rolling.Range{{First: 70, Last: 79}}) {
+		t.Fatalf("70 holds %v, want 70-79", rs)
+	}
+	if _, err := os.Lstat(filepath.Join(pdir, "65")); !os.IsNotExist(err) {
+		t.Fatalf("65 exists: %v", err)
+	}
+	publish("25", 25, 34, 10) // one batch, partly held by 30: kept whole
+	if rs := held("25"); !slices.Equal(rs, []rolling.Range{{First: 25, Last: 34}}) {
+		t.Fatalf("25 holds %v, want 25-34 whole", rs)
+	}
+	publish("40", 40, 49, 5) // all held: nothing to publish
+	if entries, _ := os.ReadDir(pdir); len(entries) != 4 {
+		t.Fatalf("folder holds %v, want 25, 30, 50 and 70", entries)
+	}
+}
+
 func TestPublishAfterLinkWithoutUnlink(t *testing.T) {
 	// A previous Publish linked the final name and died before removing the
 	// in-progress name: publishing again finishes the job.
