@@ -192,7 +192,7 @@ func TestPublishCutsBatchesOthersHold(t *testing.T) {
 	}
 
 	writeFile(t, filepath.Join(pdir, "50"), segmentBytes(t, span(50, 69), 10)) // the new owner's
-	publish("30", 30, 54, 10)                                                 // 30-39, 40-49, 50-54: the last is held
+	publish("30", 30, 54, 10)                                                  // 30-39, 40-49, 50-54: the last is held
 	if rs := held("30"); !slices.Equal(rs, []rolling.Range{{First: 30, Last: 49}}) {
 		t.Fatalf("30 holds %v, want 30-49: its last batch is in 50", rs)
 	}
