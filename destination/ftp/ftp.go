@@ -360,32 +360,40 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string, size int64)
 	if err != nil {
 		return err
 	}
-	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
-	spoolDir := filepath.Dir(j.local)
-	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
-		func(name string) string { return filepath.Join(spoolDir, name) })
-	if err != nil {
-		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d, and cutting what the server holds failed: %w", final, size, j.local, j.size, err)
-	}
-	if !ok {
-		return nil // the server holds every record of it
-	}
 	name := j.name
-	d.adopt(j, t)
-	if t.Name == name {
+	done, err := d.cut(j, held)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d, and cutting what the server holds failed: %w", final, size, j.local, j.size, err)
+	case done:
+		return nil // the server holds every record of it
+	case j.name == name:
 		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d and its first batch is only partly on the server: not replacing it; compare them and move one away", final, size, j.local, j.size)
 	}
 	return d.upload(c, j)
 }
 
-// adopt makes j the upload of t, what TrimCovered left of j's spool copy.
-func (d *Destination) adopt(j *job, t rolling.File) {
+// cut cuts from j's spool copy the batches whose offsets held covers
+// (rolling.TrimCovered) and makes j the upload of what is left, under the
+// name of its first offset. done is true when nothing is left.
+func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
+	spoolDir := filepath.Dir(j.local)
+	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
+	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+		func(name string) string { return filepath.Join(spoolDir, name) })
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return true, nil // the spool copy is deleted
+	}
 	d.mu.Lock()
 	delete(d.queued, j.local)
 	d.queued[t.Path] = true
 	d.spool += t.Bytes - j.size
 	d.mu.Unlock()
 	j.local, j.name, j.size, j.ranges = t.Path, t.Name, t.Bytes, t.Ranges
+	return false, nil
 }
 
 // cutHeld cuts from j's spool copy the batches that other final files on the
@@ -415,18 +423,10 @@ func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error)
 	if !rolling.Overlap(held, j.ranges) {
 		return false, nil
 	}
-	spoolDir := filepath.Dir(j.local)
-	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
-	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
-		func(name string) string { return filepath.Join(spoolDir, name) })
-	if err != nil {
+	if done, err = d.cut(j, held); err != nil {
 		return false, fmt.Errorf("cutting from %s the records the server holds already: %w", j.local, err)
 	}
-	if !ok {
-		return true, nil // the server holds every record of it
-	}
-	d.adopt(j, t)
-	return false, nil
+	return done, nil
 }
 
 // makeDirs creates dir and its parents, ignoring "exists" refusals: servers

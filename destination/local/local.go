@@ -39,16 +39,17 @@ var errFinalExists = errors.New("final file exists")
 // that cannot resolve it, Publish fails and f stays where it is.
 func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 	dir := filepath.Dir(f.Path)
-	inProgress := func(name string) string {
-		_, inst, _ := rolling.ParseInProgressName(filepath.Base(f.Path))
-		return filepath.Join(dir, rolling.InProgressName(name, inst+"-trim"))
+	_, inst, _ := rolling.ParseInProgressName(filepath.Base(f.Path))
+	cut := func(f rolling.File, held []rolling.Range) (rolling.File, bool, error) {
+		return rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+			func(name string) string { return filepath.Join(dir, rolling.InProgressName(name, inst+"-trim")) })
 	}
 	held, err := heldAround(dir, f)
 	if err != nil {
 		return err
 	}
 	if rolling.Overlap(held, f.Ranges) {
-		t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) }, inProgress)
+		t, ok, err := cut(f, held)
 		if err != nil {
 			return fmt.Errorf("cutting from %s the records final files hold already: %w", f.Path, err)
 		}
@@ -69,7 +70,7 @@ func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 		if rerr != nil {
 			return errors.Join(err, rerr)
 		}
-		t, ok, terr := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) }, inProgress)
+		t, ok, terr := cut(f, held)
 		if terr != nil {
 			return errors.Join(err, terr)
 		}
@@ -111,14 +112,11 @@ func FinalRanges(dir string) ([]rolling.Range, error) {
 		if _, ok := rolling.ParseFileName(e.Name()); !ok || !e.Type().IsRegular() {
 			continue
 		}
-		span, err := fileSpan(filepath.Join(dir, e.Name()))
-		if span.Batches == 0 {
-			if err != nil && !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
-				return nil, err
-			}
-			continue
+		rs, err := heldBy(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, span.Ranges...)
+		out = append(out, rs...)
 	}
 	return out, nil
 }
@@ -152,13 +150,23 @@ func heldAround(dir string, f rolling.File) ([]rolling.Range, error) {
 	sort.Slice(under, func(i, j int) bool { return under[i].first > under[j].first })
 	var out []rolling.Range
 	for _, n := range append(inside, under[:min(below, len(under))]...) {
-		span, err := fileSpan(filepath.Join(dir, n.name))
-		if span.Batches == 0 && err != nil && !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
+		rs, err := heldBy(filepath.Join(dir, n.name))
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, span.Ranges...)
+		out = append(out, rs...)
 	}
 	return out, nil
+}
+
+// heldBy returns the offsets of a final file's complete batches; a torn or
+// corrupt file holds those before the damage.
+func heldBy(path string) ([]rolling.Range, error) {
+	span, err := fileSpan(path)
+	if span.Batches == 0 && err != nil && !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
+		return nil, err
+	}
+	return span.Ranges, nil
 }
 
 func fileSpan(path string) (segment.Span, error) {
