@@ -391,6 +391,13 @@ func (k *ftpCrashKiller) run(ctx context.Context) {
 			inst = m[1]
 			k.dead[inst] = true
 		}
+		// No instance runs now, so every temporary on the server was left by
+		// a killed one: also by one killed during start-up, before it
+		// logged its instance id, while its uploaders already resumed the
+		// spool.
+		for _, tmp := range st.temps {
+			k.dead[tmp.instance] = true
+		}
 		var hit []string
 		for key, kind := range st.uploadStates() {
 			if _, ok := before[key]; !ok {
