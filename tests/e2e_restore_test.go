@@ -8,9 +8,7 @@ package tests
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,36 +97,13 @@ func restoreCompare(t testing.TB, what string, got, want map[int32][]segment.Rec
 }
 
 // restoreFinalRecords counts the records in the final files below dir (files
-// named by a first offset), from their batch headers.
+// named by a first offset, in either naming), from their batch headers.
 func restoreFinalRecords(dir string) (int, error) {
-	total := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if _, final := rolling.ParseFileName(d.Name()); !final {
-			return nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		span, _ := segment.ReadSpan(f, st.Size())
-		total += int(span.Records)
-		return nil
+	n, _, err := headerRecords(dir, func(name string) bool {
+		_, final := rolling.ParseFileName(name)
+		return final
 	})
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
-	}
-	return total, err
+	return n, err
 }
 
 // restoreBackupLocal backs up topic to a new local folder with the redpanda

@@ -117,8 +117,15 @@ func walkFiles(dir string, fn func(path string, d fs.DirEntry) error) error {
 // marker files are not counted. It also returns how many final files there
 // are.
 func finalRecords(dir string) (records, files int, err error) {
+	return headerRecords(dir, isFinalName)
+}
+
+// headerRecords counts the records, from batch headers (a batch being
+// written is not counted), and the files below dir whose name keep accepts.
+// Files vanishing while it walks (renamed by the writer) are skipped.
+func headerRecords(dir string, keep func(name string) bool) (records, files int, err error) {
 	err = walkFiles(dir, func(path string, d fs.DirEntry) error {
-		if !isFinalName(d.Name()) {
+		if !keep(d.Name()) {
 			return nil
 		}
 		f, err := os.Open(path)

@@ -644,34 +644,8 @@ input:
 // countRecords counts the records in every file below dir, in-progress files
 // included, from batch headers (a batch being written is not counted).
 func countRecords(dir string) (int, error) {
-	total := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil || d.IsDir() {
-			return err
-		}
-		f, err := os.Open(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // renamed between the listing and the open
-		}
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		span, _ := segment.ReadSpan(f, st.Size())
-		total += int(span.Records)
-		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
-	}
-	return total, err
+	n, _, err := headerRecords(dir, func(string) bool { return true })
+	return n, err
 }
 
 // inProgressFiles returns the hidden files below dir.
