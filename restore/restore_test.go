@@ -556,21 +556,28 @@ func TestProduceError(t *testing.T) {
 	}
 }
 
+// unansweringCluster returns a broker with topic t (one partition) that
+// never answers a produce request.
+func unansweringCluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		select {}
+	})
+	return c
+}
+
 // TestStall fails the records of a restore when the target stops answering.
 func TestStall(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	backuptest.WriteSegment(t, root, "t", 0, name(0), recs(0, 9), 5, segment.None)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	// Every produce request goes unanswered.
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		select {}
-	})
+	c := unansweringCluster(t)
 	start := time.Now()
 	sum, err := restore(t, root, c.ListenAddrs(), Config{StallTimeout: time.Second})
 	if !errors.Is(err, errStalled) {
@@ -590,15 +597,7 @@ func TestInterrupted(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	backuptest.WriteSegment(t, root, "t", 0, name(0), recs(0, 99), 10, segment.None)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		select {}
-	})
+	c := unansweringCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	start := time.Now()
