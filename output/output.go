@@ -45,7 +45,9 @@ func New(cfg rolling.Config, dest Destination, mgr *service.Resources) *Output {
 		cfg.Observer = NewObserver(mgr)
 	}
 	cfg.Destination = dest
-	return &Output{cfg: cfg, dest: dest, log: mgr.Logger()}
+	o := &Output{cfg: cfg, dest: dest, log: mgr.Logger()}
+	o.free.New = func() any { return &partitions{} }
+	return o
 }
 
 // Connect starts the rolling writer. While the destination is not ready it
@@ -84,10 +86,7 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if w == nil || o.dest.Ready() != nil {
 		return service.ErrNotConnected
 	}
-	ps, _ := o.free.Get().(*partitions)
-	if ps == nil {
-		ps = &partitions{}
-	}
+	ps := o.free.Get().(*partitions)
 	defer func() {
 		ps.reset()
 		o.free.Put(ps)
