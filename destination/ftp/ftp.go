@@ -356,7 +356,7 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 // queued again under the name of its new first offset, or deleted when
 // nothing is left.
 func (d *Destination) trim(c *jftp.ServerConn, j *job, final string, size int64) error {
-	held, err := d.remoteRangesOn(c, j.remote)
+	held, err := d.remoteRangesOn(c, j.remote, "", true)
 	if err != nil {
 		return err
 	}
@@ -403,22 +403,9 @@ func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
 // Files the marker does not list are not read; a taken name is still caught
 // by upload.
 func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error) {
-	names, err := c.NameList(j.remote)
-	if err != nil {
-		if connBroken(err) {
-			return false, err
-		}
-		return false, nil // no folder yet
-	}
-	marker, err := readMarker(c, j.remote)
+	held, err := d.remoteRangesOn(c, j.remote, j.name, false)
 	if err != nil {
 		return false, err
-	}
-	var held []rolling.Range
-	for _, n := range names {
-		if n = path.Base(n); n != j.name {
-			held = append(held, marker[n]...)
-		}
 	}
 	if !rolling.Overlap(held, j.ranges) {
 		return false, nil
@@ -616,12 +603,13 @@ func (d *Destination) remoteRanges(ctx context.Context, topic string, partition 
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
 	}
 	defer c.Quit()
-	return d.remoteRangesOn(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))))
+	return d.remoteRangesOn(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))), "", true)
 }
 
 // remoteRangesOn returns the offsets the final files in a remote folder
-// hold, from its marker, downloading the files the marker does not list.
-func (d *Destination) remoteRangesOn(c *jftp.ServerConn, remote string) ([]rolling.Range, error) {
+// hold, from its marker, except the file named except. The files the marker
+// does not list are downloaded when download is set, else left out.
+func (d *Destination) remoteRangesOn(c *jftp.ServerConn, remote, except string, download bool) ([]rolling.Range, error) {
 	names, err := c.NameList(remote)
 	if err != nil {
 		if connBroken(err) {
@@ -636,11 +624,14 @@ func (d *Destination) remoteRangesOn(c *jftp.ServerConn, remote string) ([]rolli
 	var out []rolling.Range
 	for _, n := range names {
 		n = path.Base(n)
-		if _, ok := rolling.ParseFileName(n); !ok {
+		if _, ok := rolling.ParseFileName(n); !ok || n == except {
 			continue
 		}
 		if rs, ok := ranges[n]; ok {
 			out = append(out, rs...)
+			continue
+		}
+		if !download {
 			continue
 		}
 		rs, err := remoteSpan(c, path.Join(remote, n))
