@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/kafka-backup/kafka-backup/rolling"
@@ -19,7 +20,8 @@ import (
 // ReadOptions configures a PartitionReader.
 type ReadOptions struct {
 	// OnRead, when set, is called with the bytes read from the files as
-	// they are read.
+	// they are read, each byte of a file once (bytes read again when a
+	// file is opened again at a batch are not reported).
 	OnRead func(n int)
 	// Warn, when set, gets the oddities that do not stop the read: an empty
 	// file, a file whose first batch is not at the offset its name says,
@@ -49,11 +51,13 @@ type PartitionReader struct {
 	part Partition
 	opts ReadOptions
 
-	files []*cursor
-	cur   *cursor // the file open, or nil
-	rc    io.ReadCloser
-	rd    *segment.Reader
-	base  int64 // byte position in the file where rd started
+	files  []*cursor // in the listing's order: by first offset as named
+	next   int       // files[next:] were never opened
+	active []*cursor // files opened and not done
+	cur    *cursor   // the file open, or nil
+	rc     io.ReadCloser
+	rd     *segment.Reader
+	base   int64 // byte position in the file where rd started
 
 	returned   offsetSet // offsets returned
 	pending    *Batch    // returned by Next, its offsets not yet in returned
@@ -65,12 +69,14 @@ type PartitionReader struct {
 // cursor is where the merge stands in one file.
 type cursor struct {
 	File
-	pos   int64 // byte position of the next batch to read
-	key   int64 // no record still to read from the file is below it (when its name is right)
-	order int64 // key, or the offset after the highest returned when above (pick)
-	last  int64 // last offset read from the file; -1 before its first batch
-	named bool  // its first batch was checked against its name
-	done  bool
+	pos    int64 // byte position of the next batch to read
+	key    int64 // no record still to read from the file is below it (when its name is right)
+	order  int64 // key, or the offset after the highest returned when above (pick)
+	last   int64 // last offset read from the file; -1 before its first batch
+	seen   int64 // bytes of the file read so far (reported to OnRead once)
+	named  bool  // its first batch was checked against its name
+	opened bool  // opened at least once
+	done   bool
 }
 
 // NewPartitionReader returns a reader of the final files of part (as
@@ -221,13 +227,14 @@ func (r *PartitionReader) advance(c *cursor, b *segment.Batch, pos int64) {
 // duplicates, the usual case: two files holding the same batches) whenever
 // they are read: such a file counts as coming right after it, so that
 // duplicate files are read one after the other, not alternately.
+//
+// It looks at the files opened before and at the two next never opened
+// (those come in the order of their names' offsets): a partition of many
+// files costs no more per batch than one of a few.
 func (r *PartitionReader) pick() (best *cursor, other int64) {
 	floor := r.returned.max() + 1
 	other = math.MaxInt64
-	for _, c := range r.files {
-		if c.done {
-			continue
-		}
+	consider := func(c *cursor) {
 		c.order = max(c.key, floor)
 		switch {
 		case best == nil:
@@ -238,6 +245,13 @@ func (r *PartitionReader) pick() (best *cursor, other int64) {
 		default:
 			other = min(other, c.order)
 		}
+	}
+	r.active = slices.DeleteFunc(r.active, func(c *cursor) bool { return c.done })
+	for _, c := range r.active {
+		consider(c)
+	}
+	for i := r.next; i < len(r.files) && i < r.next+2; i++ {
+		consider(r.files[i])
 	}
 	return best, other
 }
@@ -334,6 +348,13 @@ func (r *PartitionReader) fail(c *cursor, base int64, err error) error {
 // open opens c at its position.
 func (r *PartitionReader) open(c *cursor) error {
 	rc, err := openAt(r.ctx, r.src, r.part.Topic, r.part.Partition, c.Name, c.pos)
+	if !c.opened && (err == nil || errors.Is(err, fs.ErrNotExist)) {
+		c.opened = true
+		r.active = append(r.active, c)
+		for r.next < len(r.files) && r.files[r.next].opened {
+			r.next++
+		}
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			c.done = true
@@ -346,7 +367,7 @@ func (r *PartitionReader) open(c *cursor) error {
 	}
 	var rd io.Reader = rc
 	if r.opts.OnRead != nil {
-		rd = &countReader{r: rc, on: r.opts.OnRead}
+		rd = &countReader{r: rc, c: c, pos: c.pos, on: r.opts.OnRead}
 	}
 	r.cur, r.rc, r.rd, r.base = c, rc, segment.NewReader(rd), c.pos
 	return nil
@@ -359,17 +380,23 @@ func (r *PartitionReader) closeFile() {
 	r.cur, r.rc, r.rd = nil, nil, nil
 }
 
-// countReader reports the bytes read.
+// countReader reports the bytes of a file read for the first time: bytes
+// read again after the file was opened again at a batch are not.
 type countReader struct {
-	r  io.Reader
-	on func(int)
+	r   io.Reader
+	c   *cursor
+	pos int64
+	on  func(int)
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	if n > 0 {
-		c.on(n)
+	end := c.pos + int64(n)
+	if end > c.c.seen {
+		c.on(int(end - max(c.pos, c.c.seen)))
+		c.c.seen = end
 	}
+	c.pos = end
 	return n, err
 }
 

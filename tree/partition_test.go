@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -139,9 +141,9 @@ func TestPartitionInterleaved(t *testing.T) {
 	if len(res.errs) > 0 || len(res.warnings) > 0 || res.rd.Duplicates() != 0 || res.rd.Late() != 0 {
 		t.Errorf("errors %v, warnings %v, duplicates %d, late %d", res.errs, res.warnings, res.rd.Duplicates(), res.rd.Late())
 	}
-	// File 0 is read again from its batch at 200 (what its first read
-	// buffered of the rest, here all of it, is read twice).
-	if size := dirSize(t, root); res.read < size || res.read > 2*size {
+	// File 0 is opened again at its batch at 200; OnRead counts each
+	// byte once.
+	if size := dirSize(t, root); res.read != size {
 		t.Errorf("%d bytes read, files of %d bytes", res.read, size)
 	}
 	if got := res.rd.Returned(); len(got) != 1 || got[0] != (segment.Range{First: 0, Last: 299}) {
@@ -180,13 +182,20 @@ func TestPartitionOverlapAndDuplicates(t *testing.T) {
 	backuptest.WriteSegment(t, root, "t", 0, "100", recsAt(span(100, 249)...), 7, segment.Snappy)
 	backuptest.WriteSegment(t, root, "t", 0, "250", recsAt(span(250, 399)...), 10, segment.LZ4)
 	backuptest.WriteSegment(t, root, "t", 0, rolling.NameKafka.FileName(250), recsAt(span(250, 399)...), 10, segment.LZ4)
-	res := readAll(t, backuptest.OpenTree(t, root))
+	src := &countingSource{Source: backuptest.OpenTree(t, root), opens: map[string]int{}}
+	res := readAll(t, src)
 	sameOffsets(t, res.offsets, span(0, 399))
 	if res.rd.Duplicates() != 50+150 || res.rd.Late() != 0 || len(res.errs) > 0 {
 		t.Errorf("duplicates %d (want 200), late %d, errors %v", res.rd.Duplicates(), res.rd.Late(), res.errs)
 	}
 	if size := dirSize(t, root); res.read != size {
-		t.Errorf("%d bytes read, files of %d bytes: files read alternately", res.read, size)
+		t.Errorf("%d bytes read, files of %d bytes", res.read, size)
+	}
+	// Each file is opened once: file 0 is read to its end (its batch at
+	// 100 comes no later than file 100's), then 100; the two copies of 250
+	// one after the other.
+	if fmt.Sprint(src.opens) != "map[0:1 00000000000000000250.log:1 100:1 250:1]" {
+		t.Errorf("opens %v", src.opens)
 	}
 }
 
@@ -259,6 +268,17 @@ func TestPartitionOddities(t *testing.T) {
 	}
 }
 
+// countingSource counts the opens of each file.
+type countingSource struct {
+	tree.Source
+	opens map[string]int
+}
+
+func (s *countingSource) Open(ctx context.Context, topic string, partition int32, name string) (io.ReadCloser, error) {
+	s.opens[name]++
+	return s.Source.Open(ctx, topic, partition, name)
+}
+
 // flakySource fails the first read of a file after some bytes, as a broken
 // connection would; Open is all it has (no reopening at a byte).
 type flakySource struct {
@@ -307,6 +327,55 @@ func TestPartitionReadErrorRetried(t *testing.T) {
 	for _, err := range res.errs {
 		if tree.Damaged(err) || !strings.Contains(err.Error(), "connection reset") {
 			t.Errorf("error %v", err)
+		}
+	}
+}
+
+// TestPartitionManyFiles: a thousand files in order, each opened once; a
+// file deleted since the listing is an error wrapping fs.ErrNotExist, and
+// the read goes on with the next.
+func TestPartitionManyFiles(t *testing.T) {
+	root := t.TempDir()
+	for f := int64(0); f < 1000; f++ {
+		backuptest.WriteSegment(t, root, "t", 0, fmt.Sprint(f*3), recsAt(span(f*3, f*3+2)...), 2, segment.None)
+	}
+	src := &countingSource{Source: backuptest.OpenTree(t, root), opens: map[string]int{}}
+	ctx := context.Background()
+	part, err := src.List(ctx, "t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(rolling.PartitionDir(root, "t", 0), "30")); err != nil {
+		t.Fatal(err)
+	}
+	rd := tree.NewPartitionReader(ctx, src, part, tree.ReadOptions{})
+	defer rd.Close()
+	var got []int64
+	var errs []error
+	for {
+		b, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		recs, err := b.Records()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			got = append(got, r.Offset)
+		}
+	}
+	sameOffsets(t, got, spans(span(0, 29), span(33, 2999)))
+	if len(errs) != 1 || !errors.Is(errs[0], fs.ErrNotExist) || !strings.HasPrefix(errs[0].Error(), "30: ") {
+		t.Errorf("errors %v, want file 30 missing", errs)
+	}
+	for name, n := range src.opens {
+		if n != 1 {
+			t.Errorf("file %s opened %d times", name, n)
 		}
 	}
 }
