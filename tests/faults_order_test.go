@@ -20,6 +20,7 @@ import (
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
 
 // interleavedTS is the timestamp of the record at offset 0 of
@@ -62,23 +63,35 @@ func TestFaultRestoreWindowInterleaved(t *testing.T) {
 	recs := interleavedBackup(t, root, topic)
 	b := startBroker(t, 1, "unused")
 	at := strconv.FormatInt(interleavedTS+150, 10)
+	// The same files on an FTP server: the reader opens file 0 again at
+	// its batch at 200 with REST.
+	srv := ftptest.Start(t)
+	if err := os.CopyFS(srv.LocalPath("/backups/kafka"), os.DirFS(root)); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"KAFKA_BACKUP_FTP_PASSWORD=" + srv.Password}
+	for _, loc := range []struct{ name, path string }{
+		{"local", root},
+		{"ftp", fmt.Sprintf("ftp://%s@%s/backups/kafka", srv.User, srv.Addr)},
+	} {
+		until, since := "ilv-until-"+loc.name, "ilv-since-"+loc.name
+		r := restoreRun(t, env, "--brokers", b.addr, "--rename", topic+"="+until, "--create-topics", "--until", at, loc.path)
+		if r.err != nil {
+			t.Fatalf("restore --until from %s: %v", loc.name, r.err)
+		}
+		restoreCompare(t, until, restoreRead(t, b, until, 1), map[int32][]segment.Record{0: recs[:151]})
+		if s := "stopped at --until: the record at offset 151 has timestamp"; !strings.Contains(r.stdout, s) {
+			t.Errorf("%s: the summary does not say %q", loc.name, s)
+		}
 
-	r := restoreRun(t, nil, "--brokers", b.addr, "--rename", topic+"=ilv-until", "--create-topics", "--until", at, root)
-	if r.err != nil {
-		t.Fatalf("restore --until: %v", r.err)
-	}
-	restoreCompare(t, "ilv-until", restoreRead(t, b, "ilv-until", 1), map[int32][]segment.Record{0: recs[:151]})
-	if s := "stopped at --until: the record at offset 151 has timestamp"; !strings.Contains(r.stdout, s) {
-		t.Errorf("the summary does not say %q", s)
-	}
-
-	r = restoreRun(t, nil, "--brokers", b.addr, "--rename", topic+"=ilv-since", "--create-topics", "--since", at, root)
-	if r.err != nil {
-		t.Fatalf("restore --since: %v", r.err)
-	}
-	restoreCompare(t, "ilv-since", restoreRead(t, b, "ilv-since", 1), map[int32][]segment.Record{0: recs[150:]})
-	if strings.Contains(r.stdout, "out of offset order") {
-		t.Errorf("the summary reports records out of order")
+		r = restoreRun(t, env, "--brokers", b.addr, "--rename", topic+"="+since, "--create-topics", "--since", at, loc.path)
+		if r.err != nil {
+			t.Fatalf("restore --since from %s: %v", loc.name, r.err)
+		}
+		restoreCompare(t, since, restoreRead(t, b, since, 1), map[int32][]segment.Record{0: recs[150:]})
+		if strings.Contains(r.stdout, "out of offset order") {
+			t.Errorf("%s: the summary reports records out of order", loc.name)
+		}
 	}
 }
 
