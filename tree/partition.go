@@ -39,10 +39,11 @@ type ReadOptions struct {
 // byte when its turn comes. Each offset is returned once, from the file
 // read first; later copies count as duplicates.
 //
-// The order holds as long as every file's batches grow in offset order and
-// no file starts below the offset its name says (both as the kafka_backup
-// output writes them); otherwise the records concerned come late, and Warn
-// says so.
+// The order holds as long as every file's batches grow in offset order, no
+// file starts below the offset its name says, and no batch spans offsets
+// that only another file holds (all as the kafka_backup output writes them:
+// a batch holds records of one write); otherwise the records concerned come
+// late, and Warn says so.
 //
 // A PartitionReader is not safe for concurrent use.
 type PartitionReader struct {
@@ -52,7 +53,7 @@ type PartitionReader struct {
 	opts ReadOptions
 
 	files  []*cursor // in the listing's order: by first offset as named
-	next   int       // files[next:] were never opened
+	next   int       // files[:next] were all opened at least once
 	active []*cursor // files opened and not done
 	cur    *cursor   // the file open, or nil
 	rc     io.ReadCloser
