@@ -45,12 +45,17 @@ func InputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Local").
-		Summary("Reads a kafka-backup tree (a local folder or an FTP/FTPS server) and emits one message per backed-up record, with the metadata the `redpanda` input sets, partition by partition in offset order. The input ends when everything is read.").
+		Summary("Reads a kafka-backup tree (a local folder or an FTP/FTPS server) and emits one message per backed-up record, with the metadata the `redpanda` input sets, partition by partition, each in offset order across its files. The input ends when everything is read.").
 		Description(`
 Reads the files the `+"`kafka_backup`"+` output wrote, `+"`<path>/<topic>/<partition>/<first offset>`"+`: topic by topic (sorted), partition by
-partition, each partition's files in offset order, every batch's CRC checked. Each Kafka RecordBatch of a file becomes one
-message batch, each record one message. Hidden in-progress and upload files are skipped (with a warning), and an offset held by
-two files is emitted once, from the file read first. When everything is read the input ends, and with it the pipeline.
+partition, each partition in offset order across its files whatever their layout (files that interleave, as a `+"`kafka_franz`"+`
+input with `+"`max_in_flight`"+` > 1 leaves them, are merged by offset), every batch's CRC checked. Each Kafka RecordBatch of a file
+becomes one message batch, each record one message. Hidden in-progress and upload files are skipped (with a warning), and an
+offset held by two files is emitted once, from the file read first. When everything is read the input ends, and with it the
+pipeline.
+
+The input keeps no position: a pipeline stopped before the end (a signal, a crash) reads the backup again from its start when it
+runs again. The `+"`kafka_backup`"+` output then skips the offsets its files already hold; any other output gets those records twice.
 
 ### Metadata
 
@@ -76,18 +81,23 @@ it on unchanged (a processor that rewrites it as a string makes it empty); the o
 
 ### Order
 
-Messages leave the input in offset order. Set the output's `+"`max_in_flight: 1`"+` when the order written matters (with
-`+"`kafka_backup`"+` as output, batches written out of order would start new files).
+Each partition leaves the input in offset order. Benthos keeps that order to the output only when: the pipeline has no
+processors or `+"`pipeline.threads: 1`"+` (by default one thread per CPU processes batches side by side, and they overtake each
+other; `+"`input.processors`"+` run in order in the input); the output has `+"`max_in_flight: 1`"+` (more writes batches side by
+side; the `+"`kafka_backup`"+` output's default is 16, and it starts a new file for a batch below the open file's offsets: the copy
+then interleaves); and no batch is rejected by the output (a rejected batch is sent again after the ones read since).
 
 ### Damaged files
 
 Run `+"`kafka-backup verify`"+` first. A torn or corrupt batch stops the input there, after the records before it: it logs an error
 naming the file, the byte and the offset, keeps failing (the pipeline does not end) and never skips data silently. With
-`+"`skip_corrupt: true`"+` it logs the error, skips the rest of that file and goes on. A read that fails (an FTP connection lost)
-is retried, re-reading the file and skipping what was already emitted.`).
+`+"`skip_corrupt: true`"+` it logs the error, skips the rest of that file and goes on with the partition. A read that fails (an
+FTP connection lost) is retried, opening the file again at the batch that failed.`).
 		Fields(
-			service.NewStringField(fieldPath).
-				Description("The backup to read: a local folder (the `kafka_backup` output's `path`), or `ftp://USER@HOST[:PORT]/PATH` / `ftps://USER@HOST[:PORT]/PATH` (explicit FTPS, AUTH TLS) for a backup written with `fs.schema: ftp`, PATH being the output's `path`.").
+			// A URL field: `kafka-backup echo` scrubs a value holding a
+			// password (ftp://user:pass@host/…) whole.
+			service.NewURLField(fieldPath).
+				Description("The backup to read: a local folder (the `kafka_backup` output's `path`), or `ftp://USER@HOST[:PORT]/PATH` / `ftps://USER@HOST[:PORT]/PATH` (explicit FTPS, AUTH TLS) for a backup written with `fs.schema: ftp`, PATH being the output's `path`. A password written in the URL is shown as `!!!SECRET_SCRUBBED!!!` by `echo`: prefer `password` or the environment.").
 				Example("/backups").Example("ftps://backup@ftp.example.com/kafka"),
 			service.NewStringListField(fieldInTopics).
 				Description("Topics to read; all topics of the backup when empty. A topic the backup does not have is an error.").
@@ -123,7 +133,7 @@ is retried, re-reading the file and skipping what was already emitted.`).
 				Default(true).
 				Advanced(),
 			service.NewBoolField(fieldInSkipCorrupt).
-				Description("When a batch is torn or corrupt: `false` stops the input there (it keeps reporting the error); `true` logs it, skips the rest of that file and goes on.").
+				Description("When a batch is torn or corrupt: `false` stops the input there (it keeps reporting the error); `true` logs it, skips the rest of that file and goes on with the partition's other files.").
 				Default(false),
 		)
 }
@@ -212,15 +222,12 @@ type inPartition struct {
 // inPartState is the partition being read.
 type inPartState struct {
 	inPartition
-	files []tree.File
-	next  int // index in files of the file open (or to open)
+	files int
+	rd    *tree.PartitionReader // in offset order across the files
+	high  int64                 // highest offset emitted; -1 before the first
+	err   error                 // sticky: a torn or corrupt batch, without skip_corrupt
 
-	rc   io.ReadCloser
-	rd   *segment.Reader
-	seen inspect.OffsetSet // offsets emitted
-	err  error             // sticky: a torn or corrupt batch, without skip_corrupt
-
-	records, duplicates int64
+	records int64
 }
 
 func (in *backupInput) Connect(ctx context.Context) error {
@@ -297,97 +304,65 @@ func (in *backupInput) ReadBatch(ctx context.Context) (service.MessageBatch, ser
 		if ps.err != nil {
 			return nil, nil, ps.err
 		}
-		if ps.rd == nil {
-			if ps.next >= len(ps.files) {
-				in.finishPartition()
-				continue
-			}
-			rc, err := in.src.Open(in.ctx, ps.topic, ps.partition, ps.files[ps.next].Name)
-			if errors.Is(err, fs.ErrNotExist) {
-				in.log.Warnf("kafka_backup input: %s: gone since the folder was listed: skipped", in.where())
-				ps.next++
-				continue
-			}
-			if err != nil {
-				return nil, nil, fmt.Errorf("kafka_backup input: %s: %w", in.where(), err)
-			}
-			ps.rc, ps.rd = rc, segment.NewReader(rc)
-		}
-		batch, err := in.readBatch(ps)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(batch) > 0 {
-			return batch, noAck, nil
-		}
-	}
-}
-
-// readBatch reads the next RecordBatch of the open file and returns its
-// records not emitted yet as messages; none at the end of the file (which
-// it then closes) or for a batch already emitted.
-func (in *backupInput) readBatch(ps *inPartState) (service.MessageBatch, error) {
-	b, err := ps.rd.Next()
-	if err == io.EOF {
-		in.closeFile(ps)
-		ps.next++
-		return nil, nil
-	}
-	var recs []segment.Record
-	if err == nil {
-		if ps.seen.Covers(b.BaseOffset, b.LastOffset) {
-			ps.duplicates += int64(b.NumRecords)
-			return nil, nil
-		}
-		recs, err = b.Records()
-	}
-	if err != nil {
-		return nil, in.fileError(ps, err)
-	}
-	batch := make(service.MessageBatch, 0, len(recs))
-	for i := range recs {
-		r := &recs[i]
-		if ps.seen.Contains(r.Offset) {
-			ps.duplicates++
+		b, err := ps.rd.Next()
+		if err == io.EOF {
+			in.finishPartition()
 			continue
 		}
-		ps.seen.Add(r.Offset)
-		batch = append(batch, recordMessage(ps.topic, ps.partition, r))
+		var recs []segment.Record
+		if err == nil {
+			recs, err = b.Records()
+		}
+		if err != nil {
+			if err := in.readError(ps, err); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if len(recs) == 0 {
+			continue // offsets emitted before, from another file
+		}
+		batch := make(service.MessageBatch, len(recs))
+		for i := range recs {
+			batch[i] = recordMessage(ps.topic, ps.partition, &recs[i])
+			ps.high = max(ps.high, recs[i].Offset)
+		}
+		ps.records += int64(len(batch))
+		return batch, noAck, nil
 	}
-	ps.records += int64(len(batch))
-	return batch, nil
 }
 
-// fileError handles a batch that cannot be read.
-func (in *backupInput) fileError(ps *inPartState, err error) error {
-	where := in.where()
-	in.closeFile(ps)
-	var be *segment.BatchError
-	pos, cause := "", err
-	if errors.As(err, &be) {
-		pos, cause = fmt.Sprintf(" byte %d:", be.Position), be.Err
+// readError handles a file or batch that cannot be read: it returns the
+// error ReadBatch returns, or nil to go on with the partition.
+func (in *backupInput) readError(ps *inPartState, err error) error {
+	var re *tree.ReadError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("kafka_backup input: %s/%d: %w", ps.topic, ps.partition, err)
 	}
-	after := fmt.Sprintf("offsets up to %d of the partition were emitted", ps.seen.Max())
-	if !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
-		// A read that failed: the file is read again from its start, and
-		// what was emitted is skipped.
-		return fmt.Errorf("kafka_backup input: %s:%s %w (%s; the file is read again)", where, pos, cause, after)
+	where := fmt.Sprintf("%s/%s/%d/%s", strings.TrimSuffix(in.src.String(), "/"), ps.topic, ps.partition, re.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		in.log.Warnf("kafka_backup input: %s: gone since the folder was listed: skipped", where)
+		return nil
 	}
-	err = fmt.Errorf("kafka_backup input: %s:%s %w; %s", where, pos, cause, after)
+	pos := ""
+	if re.Position >= 0 {
+		pos = fmt.Sprintf(" byte %d:", re.Position)
+	}
+	after := fmt.Sprintf("offsets up to %d of the partition were emitted", ps.high)
+	if !tree.Damaged(err) {
+		// A read that failed: the next read opens the file again at that
+		// batch.
+		return fmt.Errorf("kafka_backup input: %s:%s %w (%s; the file is read again from there)", where, pos, re.Err, after)
+	}
+	err = fmt.Errorf("kafka_backup input: %s:%s %w; %s", where, pos, re.Err, after)
 	if in.skipCorrupt {
 		in.log.Errorf("%v; skip_corrupt: the rest of the file is skipped", err)
 		in.totals.skippedFiles++
-		ps.next++
 		return nil
 	}
-	ps.err = fmt.Errorf("%w; the input stops here (run kafka-backup verify; skip_corrupt: true goes on with the next file)", err)
+	ps.err = fmt.Errorf("%w; the input stops here (run kafka-backup verify; skip_corrupt: true goes on with the rest of the partition)", err)
 	in.log.Errorf("%v", ps.err)
 	return ps.err
-}
-
-func (in *backupInput) where() string {
-	ps := in.cur
-	return fmt.Sprintf("%s/%s/%d/%s", strings.TrimSuffix(in.src.String(), "/"), ps.topic, ps.partition, ps.files[ps.next].Name)
 }
 
 func (in *backupInput) startPartition(p inPartition) error {
@@ -398,28 +373,26 @@ func (in *backupInput) startPartition(p inPartition) error {
 	for _, l := range part.Leftovers {
 		in.log.Warnf("kafka_backup input: %s/%d: skipping hidden file %s (%d bytes): in-progress or upload files are not part of the backup", p.topic, p.partition, l.Name, l.Size)
 	}
-	in.cur = &inPartState{inPartition: p, files: part.Files}
+	rd := tree.NewPartitionReader(in.ctx, in.src, part, tree.ReadOptions{
+		Warn: func(msg string) { in.log.Warnf("kafka_backup input: %s/%d: %s", p.topic, p.partition, msg) },
+	})
+	in.cur = &inPartState{inPartition: p, files: len(part.Files), rd: rd, high: -1}
 	return nil
 }
 
 func (in *backupInput) finishPartition() {
 	ps := in.cur
-	msg := fmt.Sprintf("kafka_backup input: %s/%d: %d records from %d files, offsets %s", ps.topic, ps.partition, ps.records, len(ps.files), inspect.FormatRanges(ps.seen.Ranges(), 5))
-	if ps.duplicates > 0 {
-		msg += fmt.Sprintf("; %d duplicates skipped (offsets in two files)", ps.duplicates)
+	ps.rd.Close()
+	dups := ps.rd.Duplicates()
+	msg := fmt.Sprintf("kafka_backup input: %s/%d: %d records from %d files, offsets %s", ps.topic, ps.partition, ps.records, ps.files, inspect.FormatRanges(ps.rd.Returned(), 5))
+	if dups > 0 {
+		msg += fmt.Sprintf("; %d duplicates skipped (offsets in two files)", dups)
 	}
 	in.log.Info(msg)
 	in.totals.partitions++
 	in.totals.records += ps.records
-	in.totals.duplicates += ps.duplicates
+	in.totals.duplicates += dups
 	in.cur = nil
-}
-
-func (in *backupInput) closeFile(ps *inPartState) {
-	if ps.rc != nil {
-		ps.rc.Close()
-	}
-	ps.rc, ps.rd = nil, nil
 }
 
 func (in *backupInput) Close(ctx context.Context) error {
@@ -427,7 +400,7 @@ func (in *backupInput) Close(ctx context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.cur != nil {
-		in.closeFile(in.cur)
+		in.cur.rd.Close()
 	}
 	if in.src != nil {
 		in.src.Close()

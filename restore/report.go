@@ -45,7 +45,7 @@ func (s *Summary) Write(w io.Writer) {
 			notes = append(notes, fmt.Sprintf("%s skipped (overlapping files)", plural(p.Duplicates, "duplicate")))
 		}
 		if p.OutOfOrder > 0 {
-			notes = append(notes, fmt.Sprintf("%s out of offset order (files interleave): restored in file order", plural(p.OutOfOrder, "record")))
+			notes = append(notes, fmt.Sprintf("%s out of offset order (a misnamed file, or batches out of order inside a file): restored as read", plural(p.OutOfOrder, "record")))
 		}
 		if p.Skipped > 0 {
 			notes = append(notes, fmt.Sprintf("%s outside --from-offset/--to-offset/--since", plural(p.Skipped, "record")))

@@ -1,5 +1,6 @@
 // Package restore produces the records of a kafka-backup tree back to Kafka:
-// every partition's files are read in offset order and each record is
+// every partition is read in offset order across its files
+// (tree.PartitionReader) and each record is
 // produced to the same partition of the same (or a renamed) topic with its
 // key, value, headers and timestamp unchanged. Null keys, null values
 // (tombstones) and null header values stay null; headers keep their order
@@ -134,8 +135,10 @@ type PartitionSummary struct {
 	// same offset (overlapping files).
 	Duplicates int64
 	// OutOfOrder are records produced after a record with a higher offset
-	// (files not in offset order across names): nothing is lost, but their
-	// order in the target differs from the source's.
+	// (a file starting below the offset its name says, or batches out of
+	// order inside a file; files that interleave are read in offset order):
+	// nothing is lost, but their order in the target differs from the
+	// source's.
 	OutOfOrder int64
 	// Skipped are records outside --from-offset/--to-offset or before
 	// --since.
@@ -484,52 +487,29 @@ func listOrNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-// partition restores one partition: its files in offset order.
+// partition restores one partition: its records in offset order across its
+// files, whatever their layout (tree.PartitionReader), so that --to-offset,
+// --since and --until cut the same log the source partition was.
 func (r *run) partition(ctx context.Context, ps *partState) {
-	var to int64 = math.MaxInt64
-	if r.cfg.ToOffset != nil {
-		to = *r.cfg.ToOffset
-	}
-	for _, f := range ps.part.Files {
-		if f.FirstOffset > to {
-			break
-		}
-		stop, err := r.file(ctx, ps, f)
-		if err != nil {
-			ps.sum.Err = err
-			return
-		}
-		if stop {
-			return
-		}
-	}
-}
-
-// countingReader counts the bytes read into a partition and the run.
-type countingReader struct {
-	r         io.Reader
-	part, all *atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.part.Add(int64(n))
-	c.all.Add(int64(n))
-	return n, err
-}
-
-// file restores the records of one file. It returns stop when the
-// partition is done (--until) or must stop (err).
-func (r *run) file(ctx context.Context, ps *partState, f tree.File) (stop bool, err error) {
-	where := fmt.Sprintf("file %s/%s/%d/%s", r.src, ps.sum.Topic, ps.sum.Partition, f.Name)
-	rc, err := r.src.Open(ctx, ps.sum.Topic, ps.sum.Partition, f.Name)
+	rd := tree.NewPartitionReader(ctx, r.src, ps.part, tree.ReadOptions{
+		OnRead: func(n int) {
+			ps.sum.ReadBytes += int64(n)
+			r.readBytes.Add(int64(n))
+		},
+		Warn: func(msg string) { ps.sum.Warnings = append(ps.sum.Warnings, msg) },
+	})
+	defer rd.Close()
+	err := r.read(ctx, ps, rd)
+	ps.sum.Duplicates += rd.Duplicates()
 	if err != nil {
-		return true, fmt.Errorf("%s: %w", where, err)
+		ps.sum.Err = err
 	}
-	defer rc.Close()
-	var read atomic.Int64
-	defer func() { ps.sum.ReadBytes += read.Load() }()
-	rd := segment.NewReader(&countingReader{r: rc, part: &read, all: &r.readBytes})
+}
+
+// read restores the records rd returns, within the offsets and the time
+// window asked for. It returns at the end of the partition, at --until or
+// --to-offset, or with the error that stops the partition.
+func (r *run) read(ctx context.Context, ps *partState, rd *tree.PartitionReader) error {
 	from, to := int64(math.MinInt64), int64(math.MaxInt64)
 	if r.cfg.FromOffset != nil {
 		from = *r.cfg.FromOffset
@@ -544,29 +524,19 @@ func (r *run) file(ctx context.Context, ps *partState, f tree.File) (stop bool, 
 	if r.cfg.Until != nil {
 		until = r.cfg.Until.UnixMilli()
 	}
-	first := true
 	for {
 		if err := ctx.Err(); err != nil {
-			return true, err
+			return err
 		}
 		if ps.failed.Load() {
-			return true, nil // the produce error is the partition's error
+			return nil // the produce error is the partition's error
 		}
 		b, err := rd.Next()
 		if err == io.EOF {
-			if first {
-				ps.sum.Warnings = append(ps.sum.Warnings, fmt.Sprintf("%s is empty", f.Name))
-			}
-			return false, nil
+			return nil
 		}
 		if err != nil {
-			return true, batchError(where, err, ps)
-		}
-		if first {
-			first = false
-			if b.BaseOffset != f.FirstOffset {
-				ps.sum.Warnings = append(ps.sum.Warnings, fmt.Sprintf("%s starts at offset %d, not at the offset its name says", f.Name, b.BaseOffset))
-			}
+			return r.readError(ps, err)
 		}
 		n := int64(b.NumRecords)
 		switch {
@@ -574,17 +544,14 @@ func (r *run) file(ctx context.Context, ps *partState, f tree.File) (stop bool, 
 			ps.sum.Skipped += n
 			continue
 		case b.BaseOffset > to:
-			return false, nil // offsets only grow within a file
-		case ps.seen.covers(b.BaseOffset, b.LastOffset):
-			ps.sum.Duplicates += n
-			continue
+			return nil // offsets only grow in the reader's order
 		case !ps.started && b.MaxTimestamp < since:
 			ps.sum.Skipped += n
 			continue
 		}
 		recs, err := b.Records()
 		if err != nil {
-			return true, batchError(where, err, ps)
+			return r.readError(ps, err)
 		}
 		for i := range recs {
 			rec := &recs[i]
@@ -593,10 +560,7 @@ func (r *run) file(ctx context.Context, ps *partState, f tree.File) (stop bool, 
 				ps.sum.Skipped++
 				continue
 			case rec.Offset > to:
-				return false, nil
-			case ps.seen.contains(rec.Offset):
-				ps.sum.Duplicates++
-				continue
+				return nil
 			}
 			if !ps.started {
 				if rec.Timestamp < since {
@@ -608,31 +572,38 @@ func (r *run) file(ctx context.Context, ps *partState, f tree.File) (stop bool, 
 			if rec.Timestamp > until {
 				ps.sum.Stopped = fmt.Sprintf("--until: the record at offset %d has timestamp %s, after %s",
 					rec.Offset, fmtMillis(rec.Timestamp), fmtMillis(until))
-				return true, nil
+				return nil
 			}
 			if rec.Offset < ps.seen.max() {
 				ps.sum.OutOfOrder++
 			}
 			ps.seen.add(rec.Offset)
 			if err := r.produce(ctx, ps, rec); err != nil {
-				return true, err
+				return err
 			}
 		}
 	}
 }
 
-// batchError describes a batch that cannot be read, with the file, the
-// byte and the last offset restored before it.
-func batchError(where string, err error, ps *partState) error {
+// readError describes a file or batch that cannot be read, with the file,
+// the byte and the last offset restored before it.
+func (r *run) readError(ps *partState, err error) error {
 	after := "nothing of this partition was restored before it"
 	if m := ps.seen.max(); m >= 0 {
 		after = fmt.Sprintf("the partition is restored up to offset %d", m)
 	}
-	var be *segment.BatchError
-	if errors.As(err, &be) {
-		return fmt.Errorf("%s: byte %d: %w; %s", where, be.Position, be.Err, after)
+	var re *tree.ReadError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("%w; %s", err, after)
 	}
-	return fmt.Errorf("%s: %w; %s", where, err, after)
+	where := fmt.Sprintf("file %s/%s/%d/%s", r.src, ps.sum.Topic, ps.sum.Partition, re.File)
+	if re.Position >= 0 {
+		where += fmt.Sprintf(": byte %d", re.Position)
+	}
+	if re.After >= 0 {
+		where += fmt.Sprintf(" (after offset %d of the file)", re.After)
+	}
+	return fmt.Errorf("%s: %w; %s", where, re.Err, after)
 }
 
 func fmtMillis(ms int64) string {
