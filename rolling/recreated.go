@@ -35,6 +35,16 @@ type RecordSource interface {
 	StoredRecord(ctx context.Context, topic string, partition int32, off int64) (segment.Record, bool, error)
 }
 
+// NoteKeeper is a Destination whose final files are not in the Writer's
+// folder (FTP): it keeps the RecreatedNote beside them too, where verify
+// looks.
+type NoteKeeper interface {
+	// Folder names the partition's folder at the destination, for messages.
+	Folder(topic string, partition int32) string
+	// KeepNote stores note as RecreatedNote in the partition's folder.
+	KeepNote(ctx context.Context, topic string, partition int32, note []byte) error
+}
+
 // checkRedelivered compares rec, delivered again at an offset p's files hold
 // already, with the stored record. A different record means the offsets
 // started again: the topic was deleted and recreated. p is then refused: the
@@ -55,25 +65,30 @@ func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segmen
 	if where == "" || sameContents(&stored, rec) {
 		return nil
 	}
+	folders := "the folder " + p.dir
+	nk, keeps := w.cfg.Destination.(NoteKeeper)
+	if keeps {
+		folders = "the folder " + nk.Folder(p.topic, p.id) + " on the server, and the spool folder " + p.dir + ","
+	}
 	refusal := fmt.Errorf("%s/%d: %w: offset %d was delivered again with other contents (timestamp %s, %d value bytes) than the record backed up at that offset in %s (timestamp %s, %d value bytes), "+
 		"so the partition's offsets started again. None of its records is acknowledged until the old backup is moved away: "+
-		"stop kafka-backup, move the folder %s out of the backup location (it is the old topic's backup; delete %s from the moved copy), "+
+		"stop kafka-backup, move %s out of the backup location (it is the old topic's backup; delete %s from the moved copy), "+
 		"check that the consumer group has no committed offset for the topic beyond its new end offset (reset it to the earliest offset if so), and start again: "+
 		"the new topic is then backed up from its first offset",
 		p.topic, p.id, ErrRecreated, rec.Offset, formatMillis(rec.Timestamp), len(rec.Value), where, formatMillis(stored.Timestamp), len(stored.Value),
-		p.dir, RecreatedNote)
-	w.refuse(p, refusal)
-	return refusal
-}
-
-// refuse marks p refused for err, writes the note and tells the observer.
-func (w *Writer) refuse(p *partition, err error) {
-	p.refused = err
-	note := fmt.Sprintf("%s\n%s\n", time.Now().UTC().Format(time.RFC3339), err)
-	if werr := os.WriteFile(filepath.Join(p.dir, RecreatedNote), []byte(note), 0o644); werr != nil {
-		w.obs.Error(fmt.Errorf("%s/%d: writing %s: %w", p.topic, p.id, RecreatedNote, werr))
+		folders, RecreatedNote)
+	p.refused = refusal
+	note := []byte(fmt.Sprintf("%s\n%s\n", time.Now().UTC().Format(time.RFC3339), refusal))
+	if err := os.WriteFile(filepath.Join(p.dir, RecreatedNote), note, 0o644); err != nil {
+		w.obs.Error(fmt.Errorf("%s/%d: writing %s: %w", p.topic, p.id, RecreatedNote, err))
 	}
-	w.obs.Refused(p.topic, p.id, err)
+	if keeps {
+		if err := nk.KeepNote(ctx, p.topic, p.id, note); err != nil {
+			w.obs.Error(fmt.Errorf("%s/%d: storing %s in %s (verify of the server will not see the refusal): %w", p.topic, p.id, RecreatedNote, nk.Folder(p.topic, p.id), err))
+		}
+	}
+	w.obs.Refused(p.topic, p.id, refusal)
+	return refusal
 }
 
 // loadNote refuses p when its folder holds a RecreatedNote from an earlier
@@ -151,7 +166,11 @@ func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (seg
 		if err != nil || !ok {
 			return segment.Record{}, "", err
 		}
-		return rec, "the destination's files", nil
+		where := "the destination's files"
+		if nk, ok := w.cfg.Destination.(NoteKeeper); ok {
+			where = nk.Folder(p.topic, p.id)
+		}
+		return rec, where, nil
 	}
 	return segment.Record{}, "", nil
 }

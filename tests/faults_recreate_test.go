@@ -16,6 +16,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tests/ftpd"
 )
 
 // TestFaultRecreatedTopic is Issue 12 row 3: a backed-up topic is deleted and
@@ -217,4 +218,90 @@ func recreateTopic(t testing.TB, b *broker, topic string, partitions int32) {
 	b.mu.Lock()
 	delete(b.produced, topic)
 	b.mu.Unlock()
+}
+
+// TestFaultRecreatedTopicFTP is Issue 12 row 3 through an FTP destination:
+// the old topic's files are on the server only (the spool is empty), so the
+// record delivered again is compared with the one the server holds. The
+// refusal note goes to the server too, where verify finds it.
+func TestFaultRecreatedTopicFTP(t *testing.T) {
+	t.Parallel()
+	needKcat(t)
+	srv := ftpd.StartVsftpd(t, ftpd.Options{})
+	logServerOnFailure(t, srv)
+	const topic, group = "recreate", "recreate-ftp"
+	const remote = "/backups/recreate"
+	b := startBroker(t, 1, topic)
+	spool := filepath.Join(t.TempDir(), "spool")
+	dir := srv.Path(remote)
+	cfg := strings.Replace(backupConfig(crashInput(b, group, topic), remote, "    roll_duration: 300ms\n"+ftpFS(srv, ftpOpts{spool: spool})),
+		"shutdown_timeout: 30s", "shutdown_timeout: 5s", 1)
+
+	b.produce(topic, 0, kcatRun{Lines: recreateLines(300)})
+	old := b.groundTruth(topic, 1)
+	first := runBackupEnv(t, "first", cfg, ftpEnv(srv))
+	waitFinalRecords(t, dir, 300, first)
+	waitFor(t, "an empty spool", func() (bool, string) {
+		left := spoolLeftovers(spool)
+		return len(left) == 0, fmt.Sprintf("left in the spool: %v", left)
+	}, first)
+	waitCommitted(t, b, group, 1, []string{topic}, first)
+	first.stop()
+
+	recreateTopic(t, b, topic, 1)
+	b.produce(topic, 0, kcatRun{Lines: recreateLines(200)})
+	fresh := b.groundTruth(topic, 1)
+
+	second := runBackupEnv(t, "second", cfg, ftpEnv(srv))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	refused := regexp.MustCompile(`level=error.*recreate/0.*recreated`)
+	waitFor(t, "the output to refuse the recreated topic's partition, or the group to commit it", func() (bool, string) {
+		got, err := committed(cl, group, topic, 1)
+		if err != nil {
+			return false, err.Error()
+		}
+		if off, ok := got[0]; ok && off == 200 {
+			t.Fatalf("the group committed offset %d, the end of the recreated topic, and no file holds the new records: they were acknowledged as already backed up", off)
+		}
+		return refused.MatchString(second.logs()), fmt.Sprintf("no error naming the recreation logged yet; committed %v", got)
+	}, second)
+	second.stop()
+	if _, err := os.Stat(filepath.Join(dir, topic, "0", recreatedNote)); err != nil {
+		t.Errorf("no note on the server: %v", err)
+	}
+	loc := "ftp://" + srv.User + "@" + srv.Addr + remote
+	env := []string{"KAFKA_BACKUP_FTP_PASSWORD=" + srv.Password}
+	if r := inspectRun(t, env, "verify", loc); r.code == 0 || !strings.Contains(r.stdout, "recreated") {
+		t.Errorf("verify of the server: exit %d, want an error saying the topic was recreated", r.code)
+	}
+
+	// The operator moves the old backup out of the location on the server
+	// and the spool's partition folder out of the spool, and deletes the
+	// note from the moved copy.
+	archive := srv.Path("/backups/archive")
+	if err := os.MkdirAll(archive, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, topic), filepath.Join(archive, topic)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(archive, topic, "0", recreatedNote)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(spool, topic), filepath.Join(t.TempDir(), "old-spool")); err != nil {
+		t.Fatal(err)
+	}
+	third := runBackupEnv(t, "third", cfg, ftpEnv(srv))
+	waitFinalRecords(t, dir, 200, third)
+	waitCommitted(t, b, group, 1, []string{topic}, third)
+	third.stop()
+	verifyFTPBackup(t, dir, verifyOpts{want: map[string]map[int32][]segment.Record{topic: fresh}})
+	verifyFTPBackup(t, archive, verifyOpts{want: map[string]map[int32][]segment.Record{topic: old}})
+	if r := inspectRun(t, env, "verify", loc); r.code != 0 {
+		t.Errorf("verify of the new backup on the server: exit %d", r.code)
+	}
 }
