@@ -38,7 +38,7 @@ func NewObserver(mgr *service.Resources) *Observer {
 		files:      m.NewCounter("kafka_backup_files_finalized", "reason"),
 		skipped:    m.NewCounter("kafka_backup_records_skipped", "reason"),
 		outOfOrder: m.NewCounter("kafka_backup_out_of_order_batches"),
-		refused:    m.NewCounter("kafka_backup_partitions_refused", "topic", "partition"),
+		refused:    m.NewCounter("kafka_backup_partitions_refused"),
 		errors:     m.NewCounter("kafka_backup_errors"),
 		uploads:    m.NewCounter("kafka_backup_uploads"),
 		uploadErrs: m.NewCounter("kafka_backup_upload_errors"),
@@ -48,7 +48,7 @@ func NewObserver(mgr *service.Resources) *Observer {
 	}
 	// Counters of rare events exist at 0 from the start, so an alert on
 	// their increase sees the first one.
-	for _, c := range []*service.MetricCounter{o.errors, o.outOfOrder, o.uploads, o.uploadErrs} {
+	for _, c := range []*service.MetricCounter{o.errors, o.outOfOrder, o.refused, o.uploads, o.uploadErrs} {
 		c.Incr(0)
 	}
 	return o
@@ -87,9 +87,10 @@ func (o *Observer) OutOfOrder(topic string, partition int32, offset, after int64
 }
 
 // Refused implements the observer interfaces. It counts in
-// kafka_backup_partitions_refused and in kafka_backup_errors.
-func (o *Observer) Refused(topic string, partition int32, err error) {
-	o.refused.Incr(1, topic, strconv.Itoa(int(partition)))
+// kafka_backup_partitions_refused and in kafka_backup_errors; the error,
+// logged, names the partition.
+func (o *Observer) Refused(_ string, _ int32, err error) {
+	o.refused.Incr(1)
 	o.errors.Incr(1)
 	o.log.Errorf("%v", err)
 }
