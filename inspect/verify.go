@@ -117,7 +117,9 @@ type Leftover struct {
 	Name string `json:"name"`
 	Size int64  `json:"size"`
 	// Kind is "inprogress" (a file being written, or left by a crashed
-	// writer), "upload" (an FTP upload in progress or abandoned) or "other".
+	// writer), "upload" (an FTP upload in progress or abandoned),
+	// "recreated" (rolling.RecreatedNote: the writer refuses the partition)
+	// or "other".
 	Kind string `json:"kind"`
 }
 
@@ -127,6 +129,9 @@ func leftoverKind(name string) string {
 	}
 	if strings.HasSuffix(name, ".upload") {
 		return "upload"
+	}
+	if name == rolling.RecreatedNote {
+		return "recreated"
 	}
 	return "other"
 }
