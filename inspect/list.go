@@ -296,6 +296,10 @@ func (r *ListReport) WriteText(w io.Writer, files bool) {
 			}
 		}
 		for _, l := range p.Leftovers {
+			if l.Kind == "recreated" {
+				fmt.Fprintf(w, "    REFUSED (%s): the topic was deleted and recreated; kafka_backup refuses this partition and the new topic's records are not in this backup: see `kafka-backup verify`\n", l.Name)
+				continue
+			}
 			fmt.Fprintf(w, "    hidden %s file %s (%d bytes): not part of the backup\n", l.Kind, l.Name, l.Size)
 		}
 		for _, s := range p.Stray {

@@ -44,6 +44,7 @@ const (
 	KindLeftover    = "leftover"     // a hidden in-progress or upload file
 	KindStray       = "stray"        // a name that is neither a final nor a hidden file
 	KindMarker      = "marker"       // the FTP marker claims offsets its file does not hold
+	KindRecreated   = "recreated"    // the writer refused the partition: its topic was recreated (rolling.RecreatedNote)
 )
 
 // Problem is one finding of Verify.
@@ -116,7 +117,9 @@ type Leftover struct {
 	Name string `json:"name"`
 	Size int64  `json:"size"`
 	// Kind is "inprogress" (a file being written, or left by a crashed
-	// writer), "upload" (an FTP upload in progress or abandoned) or "other".
+	// writer), "upload" (an FTP upload in progress or abandoned),
+	// "recreated" (rolling.RecreatedNote: the writer refuses the partition)
+	// or "other".
 	Kind string `json:"kind"`
 }
 
@@ -126,6 +129,9 @@ func leftoverKind(name string) string {
 	}
 	if strings.HasSuffix(name, ".upload") {
 		return "upload"
+	}
+	if name == rolling.RecreatedNote {
+		return "recreated"
 	}
 	return "other"
 }
@@ -256,6 +262,10 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		return pr
 	}
 	for _, l := range part.Leftovers {
+		if l.Name == rolling.RecreatedNote {
+			checkRecreated(ctx, src, ref, pr)
+			continue
+		}
 		kind := leftoverKind(l.Name)
 		pr.Leftovers = append(pr.Leftovers, Leftover{Name: l.Name, Size: l.Size, Kind: kind})
 		var msg string
@@ -294,6 +304,21 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		pr.Problems = []Problem{}
 	}
 	return pr
+}
+
+// checkRecreated reports the note a kafka_backup output leaves in a
+// partition folder it refuses because the topic was deleted and recreated:
+// the new topic's records are not in this backup.
+func checkRecreated(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
+	note := "(unreadable)"
+	if rc, err := src.Open(ctx, ref.topic, ref.partition, rolling.RecreatedNote); err == nil {
+		data, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+		rc.Close()
+		note = strings.Join(strings.Fields(string(data)), " ")
+	}
+	pr.add(Problem{Severity: SeverityError, Kind: KindRecreated, File: rolling.RecreatedNote, Path: location(src, ref.topic, ref.partition, rolling.RecreatedNote),
+		Message: fmt.Sprintf("the topic was deleted and recreated: kafka_backup refuses this partition and the new topic's records are not backed up. "+
+			"If this folder is the old topic's backup moved out of the backup location, delete this note. The note says: %s", note)})
 }
 
 // checkMarker compares the FTP destination's marker (tree.MarkerName), when

@@ -19,6 +19,7 @@ type Observer struct {
 	files      *service.MetricCounter
 	skipped    *service.MetricCounter
 	outOfOrder *service.MetricCounter
+	refused    *service.MetricCounter
 	errors     *service.MetricCounter
 	uploads    *service.MetricCounter
 	uploadErrs *service.MetricCounter
@@ -37,6 +38,7 @@ func NewObserver(mgr *service.Resources) *Observer {
 		files:      m.NewCounter("kafka_backup_files_finalized", "reason"),
 		skipped:    m.NewCounter("kafka_backup_records_skipped", "reason"),
 		outOfOrder: m.NewCounter("kafka_backup_out_of_order_batches"),
+		refused:    m.NewCounter("kafka_backup_partitions_refused"),
 		errors:     m.NewCounter("kafka_backup_errors"),
 		uploads:    m.NewCounter("kafka_backup_uploads"),
 		uploadErrs: m.NewCounter("kafka_backup_upload_errors"),
@@ -46,7 +48,7 @@ func NewObserver(mgr *service.Resources) *Observer {
 	}
 	// Counters of rare events exist at 0 from the start, so an alert on
 	// their increase sees the first one.
-	for _, c := range []*service.MetricCounter{o.errors, o.outOfOrder, o.uploads, o.uploadErrs} {
+	for _, c := range []*service.MetricCounter{o.errors, o.outOfOrder, o.refused, o.uploads, o.uploadErrs} {
 		c.Incr(0)
 	}
 	return o
@@ -82,6 +84,15 @@ func (o *Observer) OutOfOrder(topic string, partition int32, offset, after int64
 		return
 	}
 	o.log.Warnf("%s/%d: a batch starting at offset %d arrived after offset %d was written; nothing is lost, the records go to a new file. This happens with kafka_franz and max_in_flight > 1: use the redpanda input for ordered files (logged once per partition)", topic, partition, offset, after)
+}
+
+// Refused implements the observer interfaces. It counts in
+// kafka_backup_partitions_refused and in kafka_backup_errors; the error,
+// logged, names the partition.
+func (o *Observer) Refused(_ string, _ int32, err error) {
+	o.refused.Incr(1)
+	o.errors.Incr(1)
+	o.log.Errorf("%v", err)
 }
 
 // Error implements the observer interfaces.

@@ -71,7 +71,9 @@ records would make it exceed `+"`size`"+`, after `+"`roll_duration`"+` without r
 shutdown. A batch is acknowledged only once its records are in the file (and fsynced, with `+"`fsync: batch`"+`).
 
 Records already in a final file are skipped when they are delivered again (after a restart the consumer group resumes from
-its last commit), so an offset never lands in two final files with ordered delivery.
+its last commit), so an offset never lands in two final files with ordered delivery. The first of a run of such records is
+compared with the stored one: when they differ, the topic was deleted and recreated, and the partition is refused (nothing
+acknowledged, an error saying what to do, a note `+"`.kafka-backup.recreated`"+` that `+"`verify`"+` reports).
 
 Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-backup repository specifies them.`).
 		Fields(

@@ -31,6 +31,7 @@ type recorder struct {
 	skipped   map[string]map[rolling.SkipReason]int // by "topic/partition"
 	ooo       map[string]int                        // OutOfOrder calls by "topic/partition"
 	errs      []error
+	refused   []error
 }
 
 func newRecorder() *recorder {
@@ -71,6 +72,12 @@ func (r *recorder) OutOfOrder(topic string, partition int32, _, _ int64, first b
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ooo[pkey(topic, partition)]++
+}
+
+func (r *recorder) Refused(_ string, _ int32, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refused = append(r.refused, err)
 }
 
 func (r *recorder) Error(err error) {

@@ -120,6 +120,11 @@ type Observer interface {
 	// whenever it changes.
 	OpenFiles(n int)
 	Error(err error)
+	// Refused is called once per run for a partition the Writer refuses
+	// because its topic was deleted and recreated: err (wrapping
+	// ErrRecreated) says what was found and what to do. Every Write to it
+	// fails with err until the old backup is moved away.
+	Refused(topic string, partition int32, err error)
 }
 
 // Config configures a Writer.
@@ -180,6 +185,13 @@ type partition struct {
 	retryAt   time.Time
 	retryWait time.Duration
 	warnedOOO bool
+	// refused, when set, is why every Write to p fails: its topic was
+	// recreated (RecreatedNote).
+	refused error
+	// runNext is the offset after the last record skipped as persisted:
+	// a record skipped at another offset starts a new run, whose first
+	// record is compared with the stored one (checkRedelivered).
+	runNext int64
 
 	f         *os.File // the open in-progress file, or nil
 	cur       File
@@ -249,7 +261,13 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 	if err := w.load(ctx, p); err != nil {
 		return err
 	}
-	recs = w.filter(p, recs)
+	if p.refused != nil {
+		return p.refused
+	}
+	recs, err = w.filter(ctx, p, recs)
+	if err != nil {
+		return err
+	}
 	if len(recs) == 0 {
 		return nil
 	}
@@ -409,30 +427,49 @@ func (w *Writer) fail(p *partition, err error) error {
 }
 
 // filter drops records below offset_from and records already in a file. It
-// returns recs itself when it keeps them all.
-func (w *Writer) filter(p *partition, recs []segment.Record) []segment.Record {
-	keep := func(r *segment.Record) (bool, SkipReason) {
+// returns recs itself when it keeps them all. The first record of each run of
+// records already in a file is compared with the stored one
+// (checkRedelivered); when they differ, filter returns the refusal and
+// nothing is written.
+func (w *Writer) filter(ctx context.Context, p *partition, recs []segment.Record) ([]segment.Record, error) {
+	keep := func(r *segment.Record) (bool, SkipReason, error) {
 		if r.Offset < p.from {
-			return false, SkipOffsetFrom
+			return false, SkipOffsetFrom, nil
 		}
 		if w.written(p, r.Offset) {
-			return false, SkipPersisted
+			first := r.Offset != p.runNext
+			p.runNext = r.Offset + 1
+			if first {
+				if err := w.checkRedelivered(ctx, p, r); err != nil {
+					p.runNext = -1 // compare again when retried
+					return false, SkipPersisted, err
+				}
+			}
+			return false, SkipPersisted, nil
 		}
-		return true, ""
+		return true, "", nil
 	}
 	i := 0
 	for ; i < len(recs); i++ {
-		if ok, _ := keep(&recs[i]); !ok {
+		ok, _, err := keep(&recs[i])
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			break
 		}
 	}
 	if i == len(recs) {
-		return recs
+		return recs, nil
 	}
 	out := append([]segment.Record(nil), recs[:i]...)
 	skipped := map[SkipReason]int{}
 	for ; i < len(recs); i++ {
-		if ok, why := keep(&recs[i]); ok {
+		ok, why, err := keep(&recs[i])
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			out = append(out, recs[i])
 		} else {
 			skipped[why]++
@@ -441,7 +478,7 @@ func (w *Writer) filter(p *partition, recs []segment.Record) []segment.Record {
 	for why, n := range skipped {
 		w.obs.Skipped(p.topic, p.id, why, n)
 	}
-	return out
+	return out, nil
 }
 
 // written reports whether off is already in a file of p: one that rolled or
@@ -472,7 +509,7 @@ func (w *Writer) partition(topic string, id int32) (*partition, error) {
 	if id < 0 {
 		return nil, fmt.Errorf("partition %d of topic %q is negative", id, topic)
 	}
-	p := &partition{topic: topic, id: id, dir: PartitionDir(w.cfg.Dir, topic, id), written: newRangeSet()}
+	p := &partition{topic: topic, id: id, dir: PartitionDir(w.cfg.Dir, topic, id), written: newRangeSet(), runNext: -1}
 	if w.cfg.OffsetFrom != nil {
 		p.from = w.cfg.OffsetFrom(topic, id)
 	}
@@ -494,6 +531,9 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 	}
 	for _, r := range ranges {
 		p.written.add(r)
+	}
+	if err := w.loadNote(p); err != nil {
+		return err
 	}
 	p.loaded = true
 	return nil
@@ -663,3 +703,4 @@ func (nopObserver) Skipped(string, int32, SkipReason, int)       {}
 func (nopObserver) OutOfOrder(string, int32, int64, int64, bool) {}
 func (nopObserver) OpenFiles(int)                                {}
 func (nopObserver) Error(error)                                  {}
+func (nopObserver) Refused(string, int32, error)                 {}

@@ -202,3 +202,29 @@ func TestParseCompression(t *testing.T) {
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
+
+func TestRecordAt(t *testing.T) {
+	recs := sampleRecords(200, 1000)
+	for _, codec := range []Compression{None, Zstd} {
+		data := encodeAll(t, codec, recs, 2000)
+		for _, i := range []int{0, 1, 57, 199} {
+			got, ok, err := RecordAt(bytes.NewReader(data), int64(len(data)), recs[i].Offset)
+			if err != nil || !ok {
+				t.Fatalf("%s: offset %d: %v %v", codec, recs[i].Offset, ok, err)
+			}
+			if !reflect.DeepEqual(got, recs[i]) {
+				t.Fatalf("%s: offset %d: got %+v, want %+v", codec, recs[i].Offset, got, recs[i])
+			}
+		}
+		for _, off := range []int64{999, 1200} {
+			if _, ok, err := RecordAt(bytes.NewReader(data), int64(len(data)), off); ok || err != nil {
+				t.Fatalf("%s: offset %d, outside the file: %v %v", codec, off, ok, err)
+			}
+		}
+		bad := bytes.Clone(data)
+		bad[len(bad)-10] ^= 1
+		if _, _, err := RecordAt(bytes.NewReader(bad), int64(len(bad)), 1199); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: flipped byte in the batch read: %v, want ErrCorrupt", codec, err)
+		}
+	}
+}

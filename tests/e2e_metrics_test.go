@@ -28,6 +28,7 @@ var ourMetrics = map[string][]string{
 	"kafka_backup_files_finalized":      {"reason"},
 	"kafka_backup_records_skipped":      {"reason"},
 	"kafka_backup_out_of_order_batches": nil,
+	"kafka_backup_partitions_refused":   nil,
 	"kafka_backup_errors":               nil,
 	"kafka_backup_uploads":              nil,
 	"kafka_backup_upload_errors":        nil,
@@ -314,7 +315,7 @@ input:
 		// use_histogram_timing is set (docs/operations.md).
 		t.Logf("kafka_backup_upload_latency_ns: mean %v per upload (summary timing)", last.sum("kafka_backup_upload_latency_ns_sum", nil)/n)
 	}
-	for _, name := range []string{"kafka_backup_errors", "kafka_backup_out_of_order_batches"} {
+	for _, name := range []string{"kafka_backup_errors", "kafka_backup_out_of_order_batches", "kafka_backup_partitions_refused"} {
 		if got := last.sum(name, nil); got != 0 {
 			t.Errorf("%s = %v, want 0", name, got)
 		}

@@ -1,0 +1,202 @@
+package rolling
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// RecreatedNote is the file a Writer leaves in a partition folder it refuses
+// because the topic was deleted and recreated: records arrived at offsets the
+// folder's files hold, with other contents. It says what was found and what
+// to do. While it is there, the Writer refuses the partition; verify reports
+// it as an error.
+const RecreatedNote = ".kafka-backup.recreated"
+
+// ErrRecreated is wrapped by the error of a Write refused because the
+// partition's topic was deleted and recreated (see RecreatedNote).
+var ErrRecreated = errors.New("the topic was deleted and recreated")
+
+// RecordSource is a Destination that can read back one record it holds. The
+// Writer uses it to compare a record delivered again with the stored one
+// when the record is not in a file on local disk (an FTP destination whose
+// files were uploaded and removed from the spool).
+type RecordSource interface {
+	// StoredRecord returns the record at offset off of a partition as a
+	// final file holds it, and false when it cannot find it.
+	StoredRecord(ctx context.Context, topic string, partition int32, off int64) (segment.Record, bool, error)
+}
+
+// NoteKeeper is a Destination whose final files are not in the Writer's
+// folder (FTP): it keeps the RecreatedNote beside them too, where verify
+// looks.
+type NoteKeeper interface {
+	// Folder names the partition's folder at the destination, for messages.
+	Folder(topic string, partition int32) string
+	// KeepNote stores note as RecreatedNote in the partition's folder.
+	KeepNote(ctx context.Context, topic string, partition int32, note []byte) error
+}
+
+// checkRedelivered compares rec, delivered again at an offset p's files hold
+// already, with the stored record. A different record means the offsets
+// started again: the topic was deleted and recreated. p is then refused: the
+// note is left in its folder and the error returned, now and for every later
+// Write. The Writer calls it only for the first record of a run of such
+// records, so it costs one batch read per restart or rebalance, not one per
+// record.
+func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segment.Record) error {
+	stored, where, err := w.storedRecord(ctx, p, rec.Offset)
+	if err != nil {
+		if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrTorn) {
+			// verify reports the damage; the offsets the file holds are
+			// counted as held as before.
+			return nil
+		}
+		return fmt.Errorf("%s/%d: reading the stored record at offset %d to compare it with the one delivered again: %w", p.topic, p.id, rec.Offset, err)
+	}
+	if where == "" || sameContents(&stored, rec) {
+		return nil
+	}
+	folders := "the folder " + p.dir
+	nk, keeps := w.cfg.Destination.(NoteKeeper)
+	if keeps {
+		folders = "the folder " + nk.Folder(p.topic, p.id) + " on the server, and the spool folder " + p.dir + ","
+	}
+	refusal := fmt.Errorf("%s/%d: %w: offset %d was delivered again with other contents (timestamp %s, %d value bytes) than the record backed up at that offset in %s (timestamp %s, %d value bytes), "+
+		"so the partition's offsets started again. None of its records is acknowledged until the old backup is moved away: "+
+		"stop kafka-backup, move %s out of the backup location (it is the old topic's backup; delete %s from the moved copy), "+
+		"check that the consumer group has no committed offset for the topic beyond its new end offset (reset it to the earliest offset if so), and start again: "+
+		"the new topic is then backed up from its first offset",
+		p.topic, p.id, ErrRecreated, rec.Offset, formatMillis(rec.Timestamp), len(rec.Value), where, formatMillis(stored.Timestamp), len(stored.Value),
+		folders, RecreatedNote)
+	p.refused = refusal
+	note := []byte(fmt.Sprintf("%s\n%s\n", time.Now().UTC().Format(time.RFC3339), refusal))
+	if err := os.WriteFile(filepath.Join(p.dir, RecreatedNote), note, 0o644); err != nil {
+		w.obs.Error(fmt.Errorf("%s/%d: writing %s: %w", p.topic, p.id, RecreatedNote, err))
+	}
+	if keeps {
+		if err := nk.KeepNote(ctx, p.topic, p.id, note); err != nil {
+			w.obs.Error(fmt.Errorf("%s/%d: storing %s in %s (verify of the server will not see the refusal): %w", p.topic, p.id, RecreatedNote, nk.Folder(p.topic, p.id), err))
+		}
+	}
+	w.obs.Refused(p.topic, p.id, refusal)
+	return refusal
+}
+
+// loadNote refuses p when its folder holds a RecreatedNote from an earlier
+// run.
+func (w *Writer) loadNote(p *partition) error {
+	data, err := os.ReadFile(filepath.Join(p.dir, RecreatedNote))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s/%d: reading %s: %w", p.topic, p.id, RecreatedNote, err)
+	}
+	p.refused = fmt.Errorf("%s/%d: %w: %s says so (%s). Once the old backup is moved out of the backup location, delete %s and start again",
+		p.topic, p.id, ErrRecreated, filepath.Join(p.dir, RecreatedNote), bytes.TrimSpace(data), RecreatedNote)
+	w.obs.Refused(p.topic, p.id, p.refused)
+	return nil
+}
+
+// sameContents reports whether two records at the same offset are the same
+// record: the same timestamp, key and value. Headers are left out: the
+// kafka_franz input makes them from metadata, so a change of input changes
+// them, not the record. A null and an empty key or value compare equal for
+// the same reason.
+func sameContents(a, b *segment.Record) bool {
+	return a.Timestamp == b.Timestamp && bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value)
+}
+
+func formatMillis(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// storedRecord returns the record at off as p's files hold it, and where it
+// was found ("" when it was not): the open file, a rolled file waiting for
+// the destination, a final file in p's folder (the few named at or below
+// off), or, through a RecordSource, the destination.
+func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (segment.Record, string, error) {
+	var paths []string
+	if p.f != nil && covers(p.cur.Ranges, off) {
+		paths = append(paths, p.cur.Path)
+	}
+	for _, f := range p.unpubl {
+		if covers(f.Ranges, off) {
+			paths = append(paths, f.Path)
+		}
+	}
+	entries, err := os.ReadDir(p.dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return segment.Record{}, "", err
+	}
+	type named struct {
+		name  string
+		first int64
+	}
+	var below []named
+	for _, e := range entries {
+		if first, ok := ParseFileName(e.Name()); ok && first <= off && e.Type().IsRegular() {
+			below = append(below, named{e.Name(), first})
+		}
+	}
+	sort.Slice(below, func(i, j int) bool { return below[i].first > below[j].first })
+	for _, n := range below[:min(3, len(below))] {
+		paths = append(paths, filepath.Join(p.dir, n.name))
+	}
+	for _, path := range paths {
+		rec, ok, err := recordIn(path, off)
+		if err != nil {
+			return segment.Record{}, "", fmt.Errorf("%s: %w", path, err)
+		}
+		if ok {
+			return rec, path, nil
+		}
+	}
+	if src, ok := w.cfg.Destination.(RecordSource); ok {
+		rec, ok, err := src.StoredRecord(ctx, p.topic, p.id, off)
+		if err != nil || !ok {
+			return segment.Record{}, "", err
+		}
+		where := "the destination's files"
+		if nk, ok := w.cfg.Destination.(NoteKeeper); ok {
+			where = nk.Folder(p.topic, p.id)
+		}
+		return rec, where, nil
+	}
+	return segment.Record{}, "", nil
+}
+
+func covers(rs []Range, off int64) bool {
+	for _, r := range rs {
+		if r.First <= off && off <= r.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// recordIn returns the record at off in the file at path.
+func recordIn(path string, off int64) (segment.Record, bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return segment.Record{}, false, nil
+	}
+	if err != nil {
+		return segment.Record{}, false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return segment.Record{}, false, err
+	}
+	return segment.RecordAt(f, st.Size(), off)
+}
