@@ -123,9 +123,11 @@ Options go before LOCATION.`
 // verifyCommand is `kafka-backup verify`.
 func verifyCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "verify",
-		Usage:     "Read every file of a backup in full and check it: CRCs, records, names, offsets, gaps, overlaps, leftovers",
-		ArgsUsage: "LOCATION",
+		Name: "verify",
+		// No "help" subcommand: a location named h or help is a location.
+		HideHelpCommand: true,
+		Usage:           "Read every file of a backup in full and check it: CRCs, records, names, offsets, gaps, overlaps, leftovers",
+		ArgsUsage:       "LOCATION",
 		Description: `Reads every final file of a backup tree, <LOCATION>/<topic>/<partition>/<first offset>,
 in full and checks:
 
@@ -209,9 +211,11 @@ func runVerify(ctx context.Context, c *cli.Context) error {
 // lsCommand is `kafka-backup ls`.
 func lsCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "ls",
-		Usage:     "List a backup: per topic and partition its files, first and last offset, records, bytes and time range",
-		ArgsUsage: "LOCATION",
+		Name: "ls",
+		// No "help" subcommand: a location named h or help is a location.
+		HideHelpCommand: true,
+		Usage:           "List a backup: per topic and partition its files, first and last offset, records, bytes and time range",
+		ArgsUsage:       "LOCATION",
 		Description: `Lists a backup tree, <LOCATION>/<topic>/<partition>/<first offset>: per partition
 the number of files, the first and last offset, records, bytes and the time
 range, then a table of its files with the same for each file; hidden
@@ -277,9 +281,11 @@ func runLs(ctx context.Context, c *cli.Context) error {
 // catCommand is `kafka-backup cat`.
 func catCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "cat",
-		Usage:     "Print the records of one backup file as JSON lines",
-		ArgsUsage: "FILE",
+		Name: "cat",
+		// No "help" subcommand: a location named h or help is a location.
+		HideHelpCommand: true,
+		Usage:           "Print the records of one backup file as JSON lines",
+		ArgsUsage:       "FILE",
 		Description: `Reads one backup file (every batch's CRC checked, compressed batches
 decompressed) and prints each record on a line of its own:
 
