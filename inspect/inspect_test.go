@@ -403,14 +403,23 @@ func TestList(t *testing.T) {
 		for _, r := range w {
 			hi = max(hi, r.Timestamp)
 		}
-		// The least first timestamp of the batches: not below the least
-		// record timestamp.
+		// The least record timestamp: varied's timestamps are not
+		// monotonic, so it is not the first timestamp of a batch.
 		for _, r := range w {
 			lo = min(lo, r.Timestamp)
 		}
-		if p.Records != int64(len(w)) || *p.FirstOffset != w[0].Offset || *p.LastOffset != w[len(w)-1].Offset || *p.MaxTimestamp != hi || *p.MinTimestamp < lo {
-			t.Errorf("%s/%d: %+v", p.Topic, p.Partition, p)
+		if p.Records != int64(len(w)) || *p.FirstOffset != w[0].Offset || *p.LastOffset != w[len(w)-1].Offset || *p.MaxTimestamp != hi || *p.MinTimestamp != lo {
+			t.Errorf("%s/%d: %+v (least timestamp %d, want %d)", p.Topic, p.Partition, p, *p.MinTimestamp, lo)
 		}
+	}
+	// Per file too: a/0/0 holds a0[:100], whose least timestamp is not its
+	// first batch's first.
+	lo := int64(1 << 62)
+	for _, r := range want["a/0"][:100] {
+		lo = min(lo, r.Timestamp)
+	}
+	if f := rep.Partitions[0].Files[0]; *f.MinTimestamp != lo || lo == want["a/0"][0].Timestamp {
+		t.Errorf("a/0/0: least timestamp %d, want %d", *f.MinTimestamp, lo)
 	}
 	if p := rep.Partitions[0]; len(p.Files) != 3 || p.Files[1].Name != "100" || p.Files[1].Records != 100 || p.Files[1].Batches != 4 || *p.Files[2].FirstOffset != 250 {
 		t.Errorf("a/0 files %+v", p.Files)

@@ -221,12 +221,12 @@ the number of files, the first and last offset, records, bytes and the time
 range, then a table of its files with the same for each file; hidden
 in-progress and upload files and stray names are listed below it.
 
-Everything comes from the batch headers (docs/FORMAT.md): local files are read
-header by header, FTP files are streamed once; neither CRCs nor records are
-checked (kafka-backup verify does that). Offsets are those of the batches:
-first is the first batch's base offset, last the last batch's last offset.
-Times are the least first timestamp and the greatest max timestamp of the
-batches, RFC3339 in UTC (in JSON: milliseconds since the epoch).
+Every file is read once (each batch's CRC checked, its records decoded for
+their timestamps; kafka-backup verify checks more). Offsets are those of the
+batches (docs/FORMAT.md): first is the first batch's base offset, last the
+last batch's last offset. Times are the least record timestamp and the
+greatest max timestamp of the batches, RFC3339 in UTC (in JSON: milliseconds
+since the epoch): timestamps need not grow with offsets.
 
 Exit status: 0, 1 when a file's headers cannot all be read (torn or damaged,
 listed with the error) or a partition folder cannot be listed, 2 when ls
