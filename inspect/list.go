@@ -68,9 +68,13 @@ type PartitionInfo struct {
 type ListReport struct {
 	Location   string           `json:"location"`
 	Partitions []*PartitionInfo `json:"partitions"`
-	Files      int              `json:"files"`
-	Records    int64            `json:"records"`
-	Bytes      int64            `json:"bytes"`
+	// Stray are the names below the location (and in the selected topic
+	// folders, as topic/name) that are neither topic nor partition
+	// folders; one that is not a regular file or folder says what it is.
+	Stray   []string `json:"stray"`
+	Files   int      `json:"files"`
+	Records int64    `json:"records"`
+	Bytes   int64    `json:"bytes"`
 	// Errors counts files that could not be read in full and folders that
 	// could not be listed.
 	Errors int `json:"errors"`
@@ -92,7 +96,14 @@ func List(ctx context.Context, src tree.Source, opts ListOptions) (*ListReport, 
 	if err != nil {
 		return nil, err
 	}
-	rep := &ListReport{Location: src.String(), Partitions: make([]*PartitionInfo, len(refs))}
+	rep := &ListReport{Location: src.String(), Partitions: make([]*PartitionInfo, len(refs)), Stray: []string{}}
+	strays, err := treeStrays(ctx, src, opts.Filter)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range strays {
+		rep.Stray = append(rep.Stray, s.name)
+	}
 	forEach(ctx, refs, opts.Parallel, func(i int, ref partitionRef) {
 		rep.Partitions[i] = listPartition(ctx, src, ref)
 	})
@@ -125,7 +136,12 @@ func listPartition(ctx context.Context, src tree.Source, ref partitionRef) *Part
 	for _, l := range part.Leftovers {
 		pi.Leftovers = append(pi.Leftovers, Leftover{Name: l.Name, Size: l.Size, Kind: leftoverKind(l.Name)})
 	}
-	pi.Stray = append(pi.Stray, part.Stray...)
+	for _, s := range part.Stray {
+		if what := part.NotRegular[s]; what != "" {
+			s += " (" + what + ")"
+		}
+		pi.Stray = append(pi.Stray, s)
+	}
 	for _, f := range part.Files {
 		if ctx.Err() != nil {
 			return pi
@@ -283,6 +299,9 @@ func WalkHeaders(r io.Reader, size int64, fn func(BatchHeader)) error {
 // partition's files follows its line.
 func (r *ListReport) WriteText(w io.Writer, files bool) {
 	fmt.Fprintf(w, "Backup at %s (`kafka-backup verify` checks every record):\n", r.Location)
+	for _, s := range r.Stray {
+		fmt.Fprintf(w, "stray name %s: neither a topic nor a partition folder, ignored\n", s)
+	}
 	for _, p := range r.Partitions {
 		if p.Error != "" {
 			fmt.Fprintf(w, "%s/%d: ERROR: %s\n", p.Topic, p.Partition, p.Error)
