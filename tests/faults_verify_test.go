@@ -383,3 +383,39 @@ func TestFaultLsLeastTimestamp(t *testing.T) {
 		t.Errorf("verify --json: least timestamp %v", vf.MinTimestamp)
 	}
 }
+
+// TestFaultMetadataMaxAge is Issue 12 row 11: metadata_max_age below 5s
+// passes lint (the stock inputs' specs cannot be given a rule) but the Kafka
+// client refuses it, and the input used to log the refusal every second
+// forever. run now refuses the config at start, naming each such field.
+func TestFaultMetadataMaxAge(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	out := filepath.Join(t.TempDir(), "backup")
+	if err := os.WriteFile(cfg, []byte(`input:
+  broker:
+    inputs:
+      - redpanda:
+          seed_brokers: [127.0.0.1:1]
+          topics: [t]
+          consumer_group: g
+          metadata_max_age: 2s
+      - kafka_franz:
+          seed_brokers: [127.0.0.1:1]
+          topics: [u]
+          consumer_group: g
+          metadata_max_age: 1m
+output:
+  kafka_backup:
+    path: `+out+`
+http:
+  enabled: false
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, blocked := faultRun(t, "", 30*time.Second, nil, "run", cfg)
+	if blocked || r.code == 0 || !strings.Contains(r.stderr+r.stdout, "input.broker.inputs.0.redpanda.metadata_max_age: 2s is below 5s") ||
+		strings.Contains(r.stderr+r.stdout, "kafka_franz.metadata_max_age") {
+		t.Errorf("run with metadata_max_age: 2s: exit %d (blocked %v); want it refused at start naming input.broker.inputs.0.redpanda.metadata_max_age only", r.code, blocked)
+	}
+}
