@@ -74,6 +74,54 @@ func selectPartitions(ctx context.Context, src tree.Source, f Filter) ([]partiti
 	return out, nil
 }
 
+// strayName is a name of a tree outside the partition folders.
+type strayName struct {
+	topic string // the topic folder it is in; "" at the root
+	name  string // as shown: "notes.txt", "orders/README", "x (a FIFO)"
+	path  string // the whole location
+	what  string // what it is when not a regular file or folder
+}
+
+// treeStrays returns the names below the root of src (when f selects every
+// topic) and in the topic folders f selects that are neither topic nor
+// partition folders.
+func treeStrays(ctx context.Context, src tree.Source, f Filter) ([]strayName, error) {
+	root := strings.TrimSuffix(src.String(), "/")
+	var out []strayName
+	add := func(topic string, ss []tree.Stray) {
+		for _, s := range ss {
+			name := s.Name
+			if topic != "" {
+				name = topic + "/" + s.Name
+			}
+			sn := strayName{topic: topic, name: name, path: root + "/" + name, what: s.NotRegular}
+			if s.NotRegular != "" {
+				sn.name += " (" + s.NotRegular + ")"
+			}
+			out = append(out, sn)
+		}
+	}
+	topics := f.Topics
+	if len(topics) == 0 {
+		ss, err := src.Stray(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		add("", ss)
+		if topics, err = src.Topics(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range topics {
+		ss, err := src.Stray(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		add(t, ss)
+	}
+	return out, nil
+}
+
 func listOrNone(s []string) string {
 	if len(s) == 0 {
 		return "no topics"

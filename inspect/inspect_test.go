@@ -9,7 +9,9 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,8 +104,13 @@ func TestVerifyClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK || rep.Errors != 0 || rep.Warnings != 0 {
+	// The gap 200-249 of a/0 is the only warning: offsets no file holds.
+	if !rep.OK || rep.Errors != 0 || rep.Warnings != 1 {
 		t.Fatalf("clean tree: %d errors, %d warnings:\n%s", rep.Errors, rep.Warnings, problemsOf(rep))
+	}
+	if p := one(t, rep, KindGap); p.Severity != SeverityWarning || p.Topic != "a" || p.Partition != 0 || *p.Offset != 200 ||
+		!strings.Contains(p.Message, "50 offsets no file holds (200-249)") || !strings.Contains(p.Message, "lost files") {
+		t.Errorf("gap: %s", p)
 	}
 	if len(rep.Partitions) != 3 || rep.Files != 5 || rep.Records != 261 {
 		t.Fatalf("%d partitions, %d files, %d records", len(rep.Partitions), rep.Files, rep.Records)
@@ -126,7 +133,7 @@ func TestVerifyClean(t *testing.T) {
 	}
 	var text bytes.Buffer
 	rep.WriteText(&text)
-	for _, s := range []string{"a/0: OK: 3 files, 250 records, offsets 0-199, 250-299", "gaps: 200-249 (50 offsets", "Total: 3 partitions, 5 files, 261 records", "0 errors, 0 warnings: OK."} {
+	for _, s := range []string{"a/0: 1 warning: 3 files, 250 records, offsets 0-199, 250-299", "warning gap: a/0: offset 200: 50 offsets no file holds (200-249)", "a/1: OK:", "Total: 3 partitions, 5 files, 261 records", "0 errors, 1 warning: OK."} {
 		if !strings.Contains(text.String(), s) {
 			t.Errorf("text report does not say %q:\n%s", s, text.String())
 		}
@@ -245,7 +252,8 @@ func TestVerifyMisnamedEmptyOrder(t *testing.T) {
 	if p := one(t, rep, KindOffsetOrder); p.File != "20" || *p.Offset != 10 || *p.Position == 0 {
 		t.Errorf("order: %s", p)
 	}
-	if rep.Errors != 3 || rep.Warnings != 0 {
+	// t/2 holds 10-14 and 20-24: a gap 15-19.
+	if rep.Errors != 3 || rep.Warnings != 1 || one(t, rep, KindGap).Partition != 2 {
 		t.Errorf("%d errors, %d warnings:\n%s", rep.Errors, rep.Warnings, problemsOf(rep))
 	}
 }
@@ -370,12 +378,17 @@ func TestVerifyMarker(t *testing.T) {
 		return rep
 	}
 
-	// Right, and a line for a file not (or no longer) there: the writer
-	// ignores such lines.
-	if rep := verify("40 40-99\n500 500-510\n"); !rep.OK || len(rep.Problems()) != 0 {
+	if rep := verify("40 40-99\n"); !rep.OK || len(rep.Problems()) != 0 {
 		t.Fatalf("a marker that matches the files: %s", problemsOf(rep))
 	}
-	rep := verify("40 40-79,90-120\n")
+	// A line for a file no longer there: the file was uploaded, then lost
+	// on the server, and the consumer group has moved past its records.
+	rep := verify("40 40-99\n500 500-510\n")
+	if p := one(t, rep, KindMissing); rep.OK || p.Severity != SeverityError || p.File != "500" || *p.Offset != 500 ||
+		!strings.HasSuffix(p.Path, "/t/0/500") || !strings.Contains(p.Message, "500-510") {
+		t.Errorf("a marker listing a file not there: %s", problemsOf(rep))
+	}
+	rep = verify("40 40-79,90-120\n")
 	p := one(t, rep, KindMarker)
 	if rep.OK || p.Severity != SeverityError || p.File != "40" || *p.Offset != 100 || !strings.HasSuffix(p.Path, "/t/0/"+tree.MarkerName) {
 		t.Fatalf("problem %+v", p)
@@ -403,14 +416,23 @@ func TestList(t *testing.T) {
 		for _, r := range w {
 			hi = max(hi, r.Timestamp)
 		}
-		// The least first timestamp of the batches: not below the least
-		// record timestamp.
+		// The least record timestamp: varied's timestamps are not
+		// monotonic, so it is not the first timestamp of a batch.
 		for _, r := range w {
 			lo = min(lo, r.Timestamp)
 		}
-		if p.Records != int64(len(w)) || *p.FirstOffset != w[0].Offset || *p.LastOffset != w[len(w)-1].Offset || *p.MaxTimestamp != hi || *p.MinTimestamp < lo {
-			t.Errorf("%s/%d: %+v", p.Topic, p.Partition, p)
+		if p.Records != int64(len(w)) || *p.FirstOffset != w[0].Offset || *p.LastOffset != w[len(w)-1].Offset || *p.MaxTimestamp != hi || *p.MinTimestamp != lo {
+			t.Errorf("%s/%d: %+v (least timestamp %d, want %d)", p.Topic, p.Partition, p, *p.MinTimestamp, lo)
 		}
+	}
+	// Per file too: a/0/0 holds a0[:100], whose least timestamp is not its
+	// first batch's first.
+	lo := int64(1 << 62)
+	for _, r := range want["a/0"][:100] {
+		lo = min(lo, r.Timestamp)
+	}
+	if f := rep.Partitions[0].Files[0]; *f.MinTimestamp != lo || lo == want["a/0"][0].Timestamp {
+		t.Errorf("a/0/0: least timestamp %d, want %d", *f.MinTimestamp, lo)
 	}
 	if p := rep.Partitions[0]; len(p.Files) != 3 || p.Files[1].Name != "100" || p.Files[1].Records != 100 || p.Files[1].Batches != 4 || *p.Files[2].FirstOffset != 250 {
 		t.Errorf("a/0 files %+v", p.Files)
@@ -590,7 +612,7 @@ func TestFTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Errors != 0 || rep.Warnings != 1 || rep.Records != 261 || rep.Files != 5 {
+	if rep.Errors != 0 || rep.Warnings != 2 || rep.Records != 261 || rep.Files != 5 { // a leftover, the gap of a/0
 		t.Fatalf("FTP verify: %+v\n%s", rep, problemsOf(rep))
 	}
 	if p := one(t, rep, KindLeftover); !strings.HasPrefix(p.Path, "ftp://") || strings.Contains(p.Path, srv.Password) {
@@ -653,5 +675,55 @@ func TestFTP(t *testing.T) {
 		if p.Kind == KindTorn && p.Offset == nil {
 			t.Errorf("no offset: %s", p)
 		}
+	}
+}
+
+// TestVerifyEmptyAndStrays: a location without partitions is an error
+// unless AllowEmpty; names at the root and in topic folders that are not
+// topic or partition folders, and FIFOs, are stray warnings, in Verify and
+// in List.
+func TestVerifyEmptyAndStrays(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	rep, err := Verify(ctx, backuptest.OpenTree(t, root), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := one(t, rep, KindNoData); rep.OK || p.Severity != SeverityError || !strings.Contains(p.Message, "--allow-empty") {
+		t.Errorf("empty location: %s", problemsOf(rep))
+	}
+	if rep, err := Verify(ctx, backuptest.OpenTree(t, root), VerifyOptions{AllowEmpty: true}); err != nil || !rep.OK || len(rep.Problems()) != 0 {
+		t.Errorf("empty location, AllowEmpty: %v %s", err, problemsOf(rep))
+	}
+	backuptest.WriteSegment(t, root, "t", 0, name(0), varied(0, 10, 0), 5, segment.None)
+	if rep, _ := Verify(ctx, backuptest.OpenTree(t, root), VerifyOptions{Filter: Filter{Partitions: []int32{3}}}); rep.OK || one(t, rep, KindNoData).Severity != SeverityError {
+		t.Errorf("a selection without partitions: %s", problemsOf(rep))
+	}
+	if err := os.WriteFile(root+"/notes", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(root+"/t/p0", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(root+"/t/0/10", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Verify(ctx, backuptest.OpenTree(t, root), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range rep.Problems() {
+		if p.Kind == KindStray && p.Severity == SeverityWarning {
+			got[p.Path[len(root):]] = p.Message
+		}
+	}
+	if len(got) != 3 || !strings.Contains(got["/notes"], "neither a topic folder") ||
+		!strings.Contains(got["/t/p0"], "neither a partition folder") || !strings.HasPrefix(got["/t/0/10"], "a FIFO, not a regular file") || !rep.OK || rep.Records != 10 {
+		t.Errorf("strays %q; report:\n%s", got, problemsOf(rep))
+	}
+	lrep, err := List(ctx, backuptest.OpenTree(t, root), ListOptions{})
+	if err != nil || !slices.Equal(lrep.Stray, []string{"notes", "t/p0"}) || !slices.Equal(lrep.Partitions[0].Stray, []string{"10 (a FIFO)"}) {
+		t.Errorf("List strays %q, %q, %v", lrep.Stray, lrep.Partitions[0].Stray, err)
 	}
 }

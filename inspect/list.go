@@ -36,12 +36,14 @@ type FileInfo struct {
 	// offset of the last batch; absent for a file without a batch.
 	FirstOffset *int64 `json:"first_offset,omitempty"`
 	LastOffset  *int64 `json:"last_offset,omitempty"`
-	// MinTimestamp is the least first timestamp of the batches,
-	// MaxTimestamp the greatest max timestamp (ms since the epoch).
+	// MinTimestamp is the least timestamp of the records (read from the
+	// records: a batch's first timestamp is its first record's, not its
+	// least), MaxTimestamp the greatest max timestamp of the batches (ms
+	// since the epoch).
 	MinTimestamp *int64 `json:"min_timestamp,omitempty"`
 	MaxTimestamp *int64 `json:"max_timestamp,omitempty"`
-	// Error says why the header walk stopped before the end of the file
-	// (torn or corrupt header); the fields above cover the batches before.
+	// Error says why the walk stopped before the end of the file (a torn
+	// or corrupt batch); the fields above cover the batches before.
 	Error string `json:"error,omitempty"`
 }
 
@@ -66,11 +68,15 @@ type PartitionInfo struct {
 type ListReport struct {
 	Location   string           `json:"location"`
 	Partitions []*PartitionInfo `json:"partitions"`
-	Files      int              `json:"files"`
-	Records    int64            `json:"records"`
-	Bytes      int64            `json:"bytes"`
-	// Errors counts files whose headers could not all be read and folders
-	// that could not be listed.
+	// Stray are the names below the location (and in the selected topic
+	// folders, as topic/name) that are neither topic nor partition
+	// folders; one that is not a regular file or folder says what it is.
+	Stray   []string `json:"stray"`
+	Files   int      `json:"files"`
+	Records int64    `json:"records"`
+	Bytes   int64    `json:"bytes"`
+	// Errors counts files that could not be read in full and folders that
+	// could not be listed.
 	Errors int `json:"errors"`
 }
 
@@ -90,7 +96,14 @@ func List(ctx context.Context, src tree.Source, opts ListOptions) (*ListReport, 
 	if err != nil {
 		return nil, err
 	}
-	rep := &ListReport{Location: src.String(), Partitions: make([]*PartitionInfo, len(refs))}
+	rep := &ListReport{Location: src.String(), Partitions: make([]*PartitionInfo, len(refs)), Stray: []string{}}
+	strays, err := treeStrays(ctx, src, opts.Filter)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range strays {
+		rep.Stray = append(rep.Stray, s.name)
+	}
 	forEach(ctx, refs, opts.Parallel, func(i int, ref partitionRef) {
 		rep.Partitions[i] = listPartition(ctx, src, ref)
 	})
@@ -123,7 +136,12 @@ func listPartition(ctx context.Context, src tree.Source, ref partitionRef) *Part
 	for _, l := range part.Leftovers {
 		pi.Leftovers = append(pi.Leftovers, Leftover{Name: l.Name, Size: l.Size, Kind: leftoverKind(l.Name)})
 	}
-	pi.Stray = append(pi.Stray, part.Stray...)
+	for _, s := range part.Stray {
+		if what := part.NotRegular[s]; what != "" {
+			s += " (" + what + ")"
+		}
+		pi.Stray = append(pi.Stray, s)
+	}
 	for _, f := range part.Files {
 		if ctx.Err() != nil {
 			return pi
@@ -148,7 +166,9 @@ func listPartition(ctx context.Context, src tree.Source, ref partitionRef) *Part
 	return pi
 }
 
-// fileInfo walks the batch headers of one file.
+// fileInfo reads one file: offsets and counts from the batch headers, the
+// least timestamp from the records (timestamps need not grow with offsets,
+// and a batch's first timestamp is its first record's).
 func fileInfo(ctx context.Context, src tree.Source, ref partitionRef, f tree.File) FileInfo {
 	fi := FileInfo{Name: f.Name, Size: f.Size}
 	rc, err := src.Open(ctx, ref.topic, ref.partition, f.Name)
@@ -157,21 +177,37 @@ func fileInfo(ctx context.Context, src tree.Source, ref partitionRef, f tree.Fil
 		return fi
 	}
 	defer rc.Close()
-	if err := WalkHeaders(rc, f.Size, func(h BatchHeader) {
+	rd := segment.NewReader(rc)
+	for ctx.Err() == nil {
+		b, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		var recs []segment.Record
+		if err == nil {
+			recs, err = b.Records()
+		}
+		if err != nil {
+			fi.Error = err.Error()
+			break
+		}
 		if fi.Batches == 0 {
-			fi.FirstOffset = ptr(h.BaseOffset)
+			fi.FirstOffset = ptr(b.BaseOffset)
 		}
 		fi.Batches++
-		fi.Records += int64(h.NumRecords)
-		fi.LastOffset = ptr(h.LastOffset)
-		if fi.MinTimestamp == nil || h.FirstTimestamp < *fi.MinTimestamp {
-			fi.MinTimestamp = ptr(h.FirstTimestamp)
+		fi.Records += int64(b.NumRecords)
+		fi.LastOffset = ptr(b.LastOffset)
+		for i := range recs {
+			if ts := recs[i].Timestamp; fi.MinTimestamp == nil || ts < *fi.MinTimestamp {
+				fi.MinTimestamp = ptr(ts)
+			}
 		}
-		if fi.MaxTimestamp == nil || h.MaxTimestamp > *fi.MaxTimestamp {
-			fi.MaxTimestamp = ptr(h.MaxTimestamp)
+		if fi.MaxTimestamp == nil || b.MaxTimestamp > *fi.MaxTimestamp {
+			fi.MaxTimestamp = ptr(b.MaxTimestamp)
 		}
-	}); err != nil {
-		fi.Error = err.Error()
+	}
+	if fi.MinTimestamp == nil && fi.MaxTimestamp != nil {
+		fi.MinTimestamp = ptr(*fi.MaxTimestamp) // batches without records
 	}
 	return fi
 }
@@ -262,7 +298,10 @@ func WalkHeaders(r io.Reader, size int64, fn func(BatchHeader)) error {
 // WriteText prints the listing for people. With files, a table of each
 // partition's files follows its line.
 func (r *ListReport) WriteText(w io.Writer, files bool) {
-	fmt.Fprintf(w, "Backup at %s (from batch headers; `kafka-backup verify` checks the data):\n", r.Location)
+	fmt.Fprintf(w, "Backup at %s (`kafka-backup verify` checks every record):\n", r.Location)
+	for _, s := range r.Stray {
+		fmt.Fprintf(w, "stray name %s: neither a topic nor a partition folder, ignored\n", s)
+	}
 	for _, p := range r.Partitions {
 		if p.Error != "" {
 			fmt.Fprintf(w, "%s/%d: ERROR: %s\n", p.Topic, p.Partition, p.Error)
@@ -279,7 +318,7 @@ func (r *ListReport) WriteText(w io.Writer, files bool) {
 		fmt.Fprintln(w, line)
 		if files && len(p.Files) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "    FILE\tFIRST\tLAST\tRECORDS\tBATCHES\tBYTES\tFIRST TIMESTAMP\tLAST TIMESTAMP")
+			fmt.Fprintln(tw, "    FILE\tFIRST\tLAST\tRECORDS\tBATCHES\tBYTES\tLEAST TIMESTAMP\tGREATEST TIMESTAMP")
 			for _, f := range p.Files {
 				first, last, from, to := "-", "-", "-", "-"
 				if f.FirstOffset != nil {

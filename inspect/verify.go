@@ -22,29 +22,34 @@ type Severity string
 const (
 	// SeverityError is damage or a broken rule of the format: a corrupt or
 	// torn batch, a misnamed or empty file, offsets that do not increase, a
-	// file that cannot be read.
+	// file that cannot be read, a file the FTP marker lists that is gone, a
+	// location without any partition.
 	SeverityError Severity = "error"
-	// SeverityWarning is something to look at that loses nothing by
-	// itself: overlapping or interleaved files, leftover hidden files,
-	// stray names.
+	// SeverityWarning is something to look at: overlapping or interleaved
+	// files, leftover hidden files, stray names, and gaps (offsets no file
+	// holds, which compaction and transactions leave too, but also lost
+	// files).
 	SeverityWarning Severity = "warning"
 )
 
 // Problem kinds.
 const (
-	KindCorrupt     = "corrupt"      // a batch is invalid: CRC, magic, length, records
-	KindTorn        = "torn"         // the file ends inside a batch
-	KindMisnamed    = "misnamed"     // the name is not the file's first offset
-	KindEmpty       = "empty"        // a final file without any record
-	KindOffsetOrder = "offset_order" // offsets do not strictly increase inside a file
-	KindSize        = "size"         // bytes read differ from the size listed
-	KindRead        = "read"         // the file or folder could not be read
-	KindOverlap     = "overlap"      // the same offsets in two files
-	KindInterleaved = "interleaved"  // a file starts below the offsets of files named before it
-	KindLeftover    = "leftover"     // a hidden in-progress or upload file
-	KindStray       = "stray"        // a name that is neither a final nor a hidden file
-	KindMarker      = "marker"       // the FTP marker claims offsets its file does not hold
-	KindRecreated   = "recreated"    // the writer refused the partition: its topic was recreated (rolling.RecreatedNote)
+	KindCorrupt     = "corrupt"       // a batch is invalid: CRC, magic, length, records
+	KindTorn        = "torn"          // the file ends inside a batch
+	KindMisnamed    = "misnamed"      // the name is not the file's first offset
+	KindEmpty       = "empty"         // a final file without any record
+	KindOffsetOrder = "offset_order"  // offsets do not strictly increase inside a file
+	KindSize        = "size"          // bytes read differ from the size listed
+	KindRead        = "read"          // the file or folder could not be read
+	KindOverlap     = "overlap"       // the same offsets in two files
+	KindInterleaved = "interleaved"   // a file starts below the offsets of files named before it
+	KindLeftover    = "leftover"      // a hidden in-progress or upload file
+	KindStray       = "stray"         // a name that is neither a final nor a hidden file
+	KindMarker      = "marker"        // the FTP marker claims offsets its file does not hold
+	KindMissing     = "missing"       // a file the FTP marker lists is not on the server
+	KindGap         = "gap"           // offsets inside a partition no file holds
+	KindNoData      = "no_partitions" // the location (or the selection) holds no partition folder
+	KindRecreated   = "recreated"     // the writer refused the partition: its topic was recreated (rolling.RecreatedNote)
 )
 
 // Problem is one finding of Verify.
@@ -195,21 +200,24 @@ func (p *PartitionReport) add(pr Problem) {
 
 // VerifyReport is the result of Verify.
 type VerifyReport struct {
-	Location   string             `json:"location"`
-	Partitions []*PartitionReport `json:"partitions"`
-	Files      int                `json:"files"`
-	Records    int64              `json:"records"`
-	Bytes      int64              `json:"bytes"` // bytes read
-	Errors     int                `json:"errors"`
-	Warnings   int                `json:"warnings"`
-	OK         bool               `json:"ok"` // no error
-	Took       time.Duration      `json:"-"`
-	TookMillis int64              `json:"took_ms"`
+	Location string `json:"location"`
+	// TreeProblems are the problems outside any partition folder: stray
+	// names at the root and in topic folders, no partition at all.
+	TreeProblems []Problem          `json:"tree_problems"`
+	Partitions   []*PartitionReport `json:"partitions"`
+	Files        int                `json:"files"`
+	Records      int64              `json:"records"`
+	Bytes        int64              `json:"bytes"` // bytes read
+	Errors       int                `json:"errors"`
+	Warnings     int                `json:"warnings"`
+	OK           bool               `json:"ok"` // no error
+	Took         time.Duration      `json:"-"`
+	TookMillis   int64              `json:"took_ms"`
 }
 
 // Problems returns every problem of every partition, in report order.
 func (r *VerifyReport) Problems() []Problem {
-	var out []Problem
+	out := append([]Problem(nil), r.TreeProblems...)
 	for _, p := range r.Partitions {
 		out = append(out, p.Problems...)
 	}
@@ -221,6 +229,10 @@ type VerifyOptions struct {
 	Filter
 	// Parallel is how many partitions are read at once; 4 when 0.
 	Parallel int
+	// AllowEmpty accepts a location (or a selection) without any partition
+	// folder; otherwise it is an error: a mistyped path must not pass for
+	// an empty backup (vsftpd lists a missing folder as an empty one).
+	AllowEmpty bool
 }
 
 // Verify reads every final file of the selected partitions of src in full
@@ -232,7 +244,36 @@ func Verify(ctx context.Context, src tree.Source, opts VerifyOptions) (*VerifyRe
 	if err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Location: src.String(), Partitions: make([]*PartitionReport, len(refs))}
+	rep := &VerifyReport{Location: src.String(), TreeProblems: []Problem{}, Partitions: make([]*PartitionReport, len(refs))}
+	strays, err := treeStrays(ctx, src, opts.Filter)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range strays {
+		msg := "neither a topic folder (named as a Kafka topic) nor a file of one: not part of the backup, ignored"
+		if s.topic != "" {
+			msg = "neither a partition folder (named by its number, plain decimal) nor a file of one: not part of the backup, ignored"
+		}
+		if s.what != "" {
+			msg = s.what + ", not a regular file or folder: never opened, not part of the backup"
+		}
+		rep.TreeProblems = append(rep.TreeProblems, Problem{Severity: SeverityWarning, Kind: KindStray, Topic: s.topic, Path: s.path, Message: msg})
+	}
+	if len(refs) == 0 && !opts.AllowEmpty {
+		what := "no partition folder (<topic>/<partition>/…)"
+		if len(opts.Topics) > 0 || len(opts.Partitions) > 0 {
+			what = "no partition folder that --topic and --partition select"
+		}
+		rep.TreeProblems = append(rep.TreeProblems, Problem{Severity: SeverityError, Kind: KindNoData, Path: src.String(),
+			Message: fmt.Sprintf("%s: nothing to verify. Is the location right (the output's path)? Some FTP servers (vsftpd) list a missing folder as an empty one. Give --allow-empty when an empty backup is expected", what)})
+	}
+	for _, pr := range rep.TreeProblems {
+		if pr.Severity == SeverityError {
+			rep.Errors++
+		} else {
+			rep.Warnings++
+		}
+	}
 	forEach(ctx, refs, opts.Parallel, func(i int, ref partitionRef) {
 		rep.Partitions[i] = verifyPartition(ctx, src, ref)
 	})
@@ -282,8 +323,12 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 	}
 	pr.Stray = append([]string{}, part.Stray...)
 	for _, s := range part.Stray {
-		pr.add(Problem{Severity: SeverityWarning, Kind: KindStray, File: s, Path: location(src, ref.topic, ref.partition, s),
-			Message: "neither a final file (named by its first offset) nor a hidden file: not part of the backup, ignored"})
+		msg := "neither a final file (named by its first offset) nor a hidden file: not part of the backup, ignored"
+		if what := part.NotRegular[s]; what != "" {
+			msg = what + ", not a regular file: never opened, not part of the backup (restore and the kafka_backup input skip it too). " +
+				"If it stands where a data file should be, that file's records are not in this backup"
+		}
+		pr.add(Problem{Severity: SeverityWarning, Kind: KindStray, File: s, Path: location(src, ref.topic, ref.partition, s), Message: msg})
 	}
 	pr.Files = make([]VerifiedFile, 0, len(part.Files))
 	for _, f := range part.Files {
@@ -343,6 +388,26 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 		return
 	}
 	marker := tree.ParseMarker(data)
+	present := map[string]bool{}
+	for _, f := range pr.Files {
+		present[f.Name] = true
+	}
+	var listed []string
+	for name := range marker {
+		if !present[name] {
+			listed = append(listed, name)
+		}
+	}
+	sort.Strings(listed)
+	for _, name := range listed {
+		claimed := marker[name]
+		pr.add(Problem{Severity: SeverityError, Kind: KindMissing, File: name, Path: location(src, ref.topic, ref.partition, name), Offset: ptr(claimed[0].First),
+			Message: fmt.Sprintf("the marker %s says this file was uploaded with offsets %s, but the folder has no such file: it was deleted or lost on the server, "+
+				"and its records are not in this backup (the consumer group has committed past them: a running backup does not write them again). "+
+				"Put the file back from a copy, or back these offsets up again from Kafka while its retention still holds them; "+
+				"if it was deleted on purpose (retention), delete its line from %s",
+				tree.MarkerName, FormatRanges(claimed, 5), tree.MarkerName)})
+	}
 	for i := range pr.Files {
 		f := &pr.Files[i]
 		claimed, listed := marker[f.Name]
@@ -576,6 +641,20 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 	gaps := all.Holes()
 	pr.Gaps = jsonRanges(gaps)
 	pr.GapOffsets = rangesLen(gaps)
+	if len(gaps) > 0 {
+		damaged := ""
+		for _, f := range pr.Files {
+			if !f.OK {
+				damaged = " The unreadable part of a file with an error above may hold some of them."
+				break
+			}
+		}
+		pr.add(Problem{Severity: SeverityWarning, Kind: KindGap, Offset: ptr(gaps[0].First),
+			Message: fmt.Sprintf("%s no file holds (%s): a compacted topic, transactions (a commit or abort marker takes an offset; aborted records are not read) "+
+				"and a backup started at offset_from leave such gaps, and so do lost files (deleted, or never written). "+
+				"If the topic is neither compacted nor transactional, look for the files that held them.%s",
+				plural(pr.GapOffsets, "offset"), FormatRanges(gaps, 5), damaged)})
+	}
 
 	// Overlaps: sweep the ranges by first offset, keeping those still open.
 	sort.SliceStable(spans, func(i, j int) bool { return spans[i].r.First < spans[j].r.First })
@@ -645,6 +724,9 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 // problems, then the totals.
 func (r *VerifyReport) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "Verify of %s: every final file read in full (CRC of every batch, every record decoded, names, offset order).\n", r.Location)
+	for _, pr := range r.TreeProblems {
+		fmt.Fprintf(w, "  %s\n", pr)
+	}
 	for _, p := range r.Partitions {
 		status := "OK"
 		if p.Errors > 0 || p.Warnings > 0 {
@@ -663,9 +745,6 @@ func (r *VerifyReport) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %s/%d: %s: %s, %s, %s, %s\n", p.Topic, p.Partition, status,
 			plural(int64(len(p.Files)), "file"), plural(p.Records, "record"), offsets, units.FormatBytes(p.Bytes))
-		if len(p.Gaps) > 0 {
-			fmt.Fprintf(w, "      gaps: %s (%s no file holds: compaction, transactions, offset_from, or missing data)\n", formatJSONRanges(p.Gaps, 5), plural(p.GapOffsets, "offset"))
-		}
 		for _, pr := range p.Problems {
 			fmt.Fprintf(w, "      %s\n", pr)
 		}

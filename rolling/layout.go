@@ -87,10 +87,9 @@ func ValidTopic(t string) error {
 	if t == "." || t == ".." {
 		return fmt.Errorf("topic name %q is not allowed by Kafka", t)
 	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
+	for _, c := range t { // by character: a byte of UTF-8 would print as mojibake
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("topic name %q has the character %q, which Kafka does not allow in topic names", t, c)
+			return fmt.Errorf("topic name %q has the character %q, which Kafka does not allow in topic names (letters a-z and A-Z, digits, '.', '_' and '-' only)", t, c)
 		}
 	}
 	return nil

@@ -218,7 +218,7 @@ func TestE2EInspect(t *testing.T) {
 			t.Errorf("stderr: %q", r.stderr)
 		}
 		_, rep := verifyJSON(t, nil, c)
-		ps := rep.Problems()
+		ps := withoutGapAt(t, rep.Problems(), base) // the offsets of the unreadable rest
 		if len(ps) != 1 || ps[0].Kind != inspect.KindCorrupt || ps[0].File != name || ps[0].Partition != 1 || *ps[0].Position != pos || *ps[0].Offset != base {
 			t.Errorf("problems %+v", ps)
 		}

@@ -283,6 +283,21 @@ func (s *ftpSource) Topics(ctx context.Context) ([]string, error) {
 	return topicFolders(es), nil
 }
 
+func (s *ftpSource) Stray(ctx context.Context, topic string) ([]Stray, error) {
+	dir, folder := s.root, isTopicFolder
+	if topic != "" {
+		if err := rolling.ValidTopic(topic); err != nil {
+			return nil, err
+		}
+		dir, folder = path.Join(s.root, topic), isPartitionFolder
+	}
+	es, err := s.list(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return strayNames(es, folder), nil
+}
+
 func (s *ftpSource) Partitions(ctx context.Context, topic string) ([]int32, error) {
 	if err := rolling.ValidTopic(topic); err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
@@ -99,8 +100,13 @@ type Partition struct {
 	// Leftovers are the hidden files other than MarkerName, by name.
 	Leftovers []Leftover
 	// Stray are the other names in the folder (neither a final file nor a
-	// hidden file; folders too), by name.
+	// hidden file; folders too), by name, and every name that is not a
+	// regular file or folder: a FIFO, socket or device, a symbolic link out
+	// of the tree or to nothing. None is ever opened.
 	Stray []string
+	// NotRegular says, for the names of Stray that are not a regular file or
+	// folder, what they are ("a FIFO", "a symbolic link out of the tree").
+	NotRegular map[string]string
 }
 
 // Bytes returns the size of the partition's final files.
@@ -122,6 +128,11 @@ type Source interface {
 	// Partitions returns the partition folders of a topic, sorted: folders
 	// named by a partition number in plain decimal.
 	Partitions(ctx context.Context, topic string) ([]int32, error)
+	// Stray returns, by name, the names below the root (topic "") or in a
+	// topic folder that Topics or Partitions leave out: files, folders not
+	// named as a topic or a partition, and anything that is not a regular
+	// file or folder.
+	Stray(ctx context.Context, topic string) ([]Stray, error)
 	// List lists a partition folder.
 	List(ctx context.Context, topic string, partition int32) (Partition, error)
 	// Open opens a file of a partition folder for reading from its start.
@@ -192,22 +203,13 @@ func (f *sourceFile) Close() error {
 	return err
 }
 
-// openLocalFile opens a local file, refusing a folder.
+// openLocalFile opens a local file, refusing a folder and anything else
+// that is not a regular file.
 func openLocalFile(p string) (io.ReadCloser, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if st.IsDir() {
-		f.Close()
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("%s is a folder: give a file (kafka-backup ls lists them)", p)
 	}
-	return f, nil
+	return openRegular(p)
 }
 
 // parseLocation splits a location into a local path (u nil) or an ftp:// or
@@ -269,6 +271,36 @@ func topicFolders(es []entry) []string {
 	return out
 }
 
+// Stray is a name outside the partition folders that is not part of the
+// backup.
+type Stray struct {
+	Name string
+	// NotRegular says what the name is when it is not a regular file or
+	// folder ("a FIFO", "a symbolic link out of the tree, to …"); empty
+	// otherwise.
+	NotRegular string
+}
+
+// strayNames returns the names among es that folder does not take (a topic
+// folder at the root, a partition folder in a topic folder), by name.
+func strayNames(es []entry, folder func(e entry) bool) []Stray {
+	var out []Stray
+	for _, e := range es {
+		if e.special != "" || !folder(e) {
+			out = append(out, Stray{Name: e.name, NotRegular: e.special})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func isTopicFolder(e entry) bool { return e.dir && rolling.ValidTopic(e.name) == nil }
+
+func isPartitionFolder(e entry) bool {
+	_, ok := partitionName(e.name)
+	return ok && e.dir
+}
+
 // partitionFolders returns the partitions of the folders among es named by
 // a partition number, sorted.
 func partitionFolders(es []entry) []int32 {
@@ -287,6 +319,9 @@ type entry struct {
 	name string
 	dir  bool
 	size int64
+	// special, when set, says what the name is instead of a regular file
+	// or folder ("a FIFO"); such a name is a stray and never opened.
+	special string
 }
 
 // classify sorts a partition folder's entries into a Partition.
@@ -294,6 +329,12 @@ func classify(topic string, partition int32, entries []entry) Partition {
 	p := Partition{Topic: topic, Partition: partition}
 	for _, e := range entries {
 		switch off, final := rolling.ParseFileName(e.name); {
+		case e.special != "":
+			p.Stray = append(p.Stray, e.name)
+			if p.NotRegular == nil {
+				p.NotRegular = map[string]string{}
+			}
+			p.NotRegular[e.name] = e.special
 		case e.name == MarkerName && !e.dir:
 		case final && !e.dir:
 			p.Files = append(p.Files, File{Name: e.name, FirstOffset: off, Size: e.size})
@@ -334,6 +375,7 @@ var errNotDir = errors.New("not a folder")
 
 type localSource struct {
 	root string
+	real string // root with every symbolic link resolved, absolute
 }
 
 func openLocal(root string) (Source, error) {
@@ -347,7 +389,49 @@ func openLocal(root string) (Source, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("backup location %s: %w", root, errNotDir)
 	}
-	return &localSource{root: root}, nil
+	real, err := filepath.EvalSymlinks(root)
+	if err == nil {
+		real, err = filepath.Abs(real)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup location %s: %w", root, err)
+	}
+	return &localSource{root: root, real: real}, nil
+}
+
+// special says what a file mode is when it is neither a regular file nor a
+// folder; "" when it is one of them.
+func special(m fs.FileMode) string {
+	switch {
+	case m.IsRegular(), m.IsDir():
+		return ""
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "not a regular file"
+}
+
+// resolve returns the path a name below the root stands for with symbolic
+// links followed, and an error when a link leads out of the tree or to
+// nothing.
+func (s *localSource) resolve(p string) (string, error) {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", fmt.Errorf("a symbolic link to nothing")
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return "", err
+	}
+	if rel, err := filepath.Rel(s.real, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("a symbolic link out of the tree, to %s", real)
+	}
+	return real, nil
 }
 
 func (s *localSource) String() string { return s.root }
@@ -363,12 +447,24 @@ func (s *localSource) readDir(dir string) ([]entry, error) {
 	for _, d := range des {
 		e := entry{name: d.Name(), dir: d.IsDir()}
 		if d.Type()&fs.ModeSymlink != 0 {
-			// A symbolic link counts as what it points to.
-			info, err := os.Stat(filepath.Join(dir, d.Name()))
+			// A symbolic link counts as what it points to, inside the
+			// tree only.
+			real, err := s.resolve(filepath.Join(dir, d.Name()))
 			if err != nil {
-				continue // dangling
+				e.special = err.Error()
+				out = append(out, e)
+				continue
+			}
+			info, err := os.Stat(real)
+			if err != nil {
+				continue // removed since the listing
 			}
 			e.dir, e.size = info.IsDir(), info.Size()
+			if sp := special(info.Mode()); sp != "" {
+				e.special = "a symbolic link to " + sp
+			}
+		} else if sp := special(d.Type()); sp != "" {
+			e.special = sp
 		} else if !e.dir {
 			info, err := d.Info()
 			if errors.Is(err, os.ErrNotExist) {
@@ -390,6 +486,21 @@ func (s *localSource) Topics(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("listing %s: %w", s.root, err)
 	}
 	return topicFolders(es), nil
+}
+
+func (s *localSource) Stray(ctx context.Context, topic string) ([]Stray, error) {
+	dir, folder := s.root, isTopicFolder
+	if topic != "" {
+		if err := rolling.ValidTopic(topic); err != nil {
+			return nil, err
+		}
+		dir, folder = filepath.Join(s.root, topic), isPartitionFolder
+	}
+	es, err := s.readDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	return strayNames(es, folder), nil
 }
 
 func (s *localSource) Partitions(ctx context.Context, topic string) ([]int32, error) {
@@ -420,5 +531,31 @@ func (s *localSource) Open(ctx context.Context, topic string, partition int32, n
 	if err := checkName(topic, name); err != nil {
 		return nil, err
 	}
-	return os.Open(filepath.Join(rolling.PartitionDir(s.root, topic, partition), name))
+	p := filepath.Join(rolling.PartitionDir(s.root, topic, partition), name)
+	if st, err := os.Lstat(p); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		if _, err := s.resolve(p); err != nil {
+			return nil, fmt.Errorf("%s: %v: not opened", p, err)
+		}
+	}
+	return openRegular(p)
+}
+
+// openRegular opens a file for reading, refusing anything but a regular
+// file without blocking on it: opening a FIFO waits for a writer, reading
+// a device may never end.
+func openRegular(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if sp := special(st.Mode()); sp != "" {
+		f.Close()
+		return nil, fmt.Errorf("%s is %s, not a regular file: not read", p, sp)
+	}
+	return f, nil
 }

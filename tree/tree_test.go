@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,15 +72,15 @@ func checkTree(t *testing.T, src Source, fx fixture) {
 		t.Fatal(err)
 	}
 	want := []string{"empty-topic", "my.topic_v2-x", "orders"}
-	if _, linked := fx["linked/0/5"]; linked {
-		want = []string{"empty-topic", "linked", "my.topic_v2-x", "orders"}
-		p, err := src.List(ctx, "linked", 0)
-		if err != nil || len(p.Files) != 2 || p.Files[1] != (File{Name: "9", FirstOffset: 9, Size: 5}) {
-			t.Errorf("linked/0: %+v, %v", p, err)
-		}
-	}
 	if !reflect.DeepEqual(topics, want) {
 		t.Errorf("topics %q, want %q", topics, want)
+	}
+	// Names the topic and partition listings leave out are strays.
+	if ss, err := src.Stray(ctx, ""); err != nil || !reflect.DeepEqual(ss, []Stray{{Name: "README"}, {Name: "bad topic"}}) {
+		t.Errorf("strays at the root: %+v, %v", ss, err)
+	}
+	if ss, err := src.Stray(ctx, "orders"); err != nil || !reflect.DeepEqual(ss, []Stray{{Name: "01"}, {Name: "x"}}) {
+		t.Errorf("strays in orders: %+v, %v", ss, err)
 	}
 	parts, err := src.Partitions(ctx, "orders")
 	if err != nil {
@@ -175,17 +176,6 @@ func TestLocal(t *testing.T) {
 	root := t.TempDir()
 	fx := sample(rand.New(rand.NewSource(1)))
 	fx.write(t, root)
-	// A topic folder and a file reached through symbolic links count as
-	// what they point to.
-	other := t.TempDir()
-	fixture{"t/0/5": []byte("12345")}.write(t, other)
-	if err := os.Symlink(filepath.Join(other, "t"), filepath.Join(root, "linked")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(other, "t", "0", "5"), filepath.Join(root, "linked", "0", "9")); err != nil {
-		t.Fatal(err)
-	}
-	fx["linked/0/5"], fx["linked/0/9"] = []byte("12345"), []byte("12345")
 	for _, loc := range []string{root, "file://" + root} {
 		src, err := Open(context.Background(), loc, Options{})
 		if err != nil {
@@ -471,5 +461,85 @@ func TestFTPResume(t *testing.T) {
 				t.Errorf("error %q does not say where the read stopped", err)
 			}
 		})
+	}
+}
+
+// TestLocalNotRegular: symbolic links inside the tree count as what they
+// point to; links out of the tree or to nothing, FIFOs and sockets are
+// strays, said what they are, and never opened (a FIFO would block).
+func TestLocalNotRegular(t *testing.T) {
+	ctx := context.Background()
+	root, other := t.TempDir(), t.TempDir()
+	fixture{"t/0/5": []byte("12345"), "t/0/6": []byte("123456")}.write(t, root)
+	fixture{"o/0/5": []byte("12345")}.write(t, other)
+	link := func(target, name string) {
+		t.Helper()
+		if err := os.Symlink(target, filepath.Join(root, filepath.FromSlash(name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link(filepath.Join(root, "t"), "inside")           // a topic folder inside the tree
+	link(filepath.Join(other, "o"), "outside")         // a topic folder out of the tree
+	link("6", "t/0/7")                                 // a file inside the tree
+	link(filepath.Join(other, "o", "0", "5"), "t/0/8") // a file out of the tree
+	link(filepath.Join(root, "nothing"), "t/0/9")      // to nothing
+	if err := syscall.Mkfifo(filepath.Join(root, "t", "0", "10"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := Open(ctx, root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if topics, err := src.Topics(ctx); err != nil || !reflect.DeepEqual(topics, []string{"inside", "t"}) {
+		t.Errorf("topics %q, %v; want inside and t", topics, err)
+	}
+	ss, err := src.Stray(ctx, "")
+	if err != nil || len(ss) != 2 || ss[0].Name != "fifo" || ss[0].NotRegular != "a FIFO" ||
+		ss[1].Name != "outside" || !strings.HasPrefix(ss[1].NotRegular, "a symbolic link out of the tree") {
+		t.Errorf("strays at the root: %+v, %v", ss, err)
+	}
+	p, err := src.List(ctx, "t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []File{{"5", 5, 5}, {"6", 6, 6}, {"7", 7, 6}}; !reflect.DeepEqual(p.Files, want) {
+		t.Errorf("files %+v, want %+v", p.Files, want)
+	}
+	if !reflect.DeepEqual(p.Stray, []string{"10", "8", "9"}) || p.NotRegular["10"] != "a FIFO" ||
+		!strings.HasPrefix(p.NotRegular["8"], "a symbolic link out of the tree") || p.NotRegular["9"] != "a symbolic link to nothing" {
+		t.Errorf("strays %q, %q", p.Stray, p.NotRegular)
+	}
+	for _, name := range []string{"8", "10"} {
+		done := make(chan error, 1)
+		go func() {
+			r, err := src.Open(ctx, "t", 0, name)
+			if err == nil {
+				r.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("Open(%s) opened a stray", name)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Open(%s) blocks", name)
+		}
+	}
+	if r, err := src.Open(ctx, "t", 0, "7"); err != nil {
+		t.Errorf("Open of a link inside the tree: %v", err)
+	} else {
+		r.Close()
+	}
+	if r, err := OpenFile(ctx, filepath.Join(root, "fifo"), Options{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		if r != nil {
+			r.Close()
+		}
+		t.Errorf("OpenFile of a FIFO: %v", err)
 	}
 }

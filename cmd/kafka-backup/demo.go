@@ -26,8 +26,10 @@ const demoTopic = "demo-orders"
 // installed.
 func demoCommand(env *service.Environment) *cli.Command {
 	return &cli.Command{
-		Name:  "demo",
-		Usage: "Back up sample records from an embedded Kafka broker to ./kafka-backup-demo and show the files",
+		Name: "demo",
+		// No "help" subcommand: kafka-backup demo --help shows the help.
+		HideHelpCommand: true,
+		Usage:           "Back up sample records from an embedded Kafka broker to ./kafka-backup-demo and show the files",
 		Description: `Starts an in-process Kafka-protocol broker (franz-go's kfake) on 127.0.0.1,
 produces sample records to topic demo-orders (3 partitions; keys, a null key,
 headers with a duplicate name, a tombstone), backs them up with the real

@@ -123,9 +123,11 @@ Options go before LOCATION.`
 // verifyCommand is `kafka-backup verify`.
 func verifyCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "verify",
-		Usage:     "Read every file of a backup in full and check it: CRCs, records, names, offsets, gaps, overlaps, leftovers",
-		ArgsUsage: "LOCATION",
+		Name: "verify",
+		// No "help" subcommand: a location named h or help is a location.
+		HideHelpCommand: true,
+		Usage:           "Read every file of a backup in full and check it: CRCs, records, names, offsets, gaps, overlaps, leftovers",
+		ArgsUsage:       "LOCATION",
 		Description: `Reads every final file of a backup tree, <LOCATION>/<topic>/<partition>/<first offset>,
 in full and checks:
 
@@ -138,17 +140,24 @@ in full and checks:
   - that the bytes read are the size the folder listing gives.
 
 Per partition it reports the offsets held, gaps (offsets between them no file
-holds: compacted topics, transaction markers, offset_from, or lost data),
+holds: compacted topics, transaction markers, offset_from, or lost files),
 overlaps (the same offsets in two files), files that interleave, hidden
 in-progress (.…inprogress) and FTP upload (.…upload) files left in the
-folder, and stray names. On an FTP server it checks each folder's marker
-(.kafka-backup.ranges, which a restarted backup trusts to skip what is
-already uploaded) against what the files hold. Nothing is changed.
+folder, and stray names: in the partition folders, in the topic folders and
+at the root, and anything that is not a regular file (a FIFO, a socket, a
+device, a symbolic link out of the tree), which is never opened. On an FTP
+server it checks each folder's marker (.kafka-backup.ranges, which a
+restarted backup trusts to skip what is already uploaded) against the files:
+every file it lists must be there and hold the offsets it claims. A location
+without any partition folder is an error (unless --allow-empty): vsftpd, for
+one, lists a missing folder as an empty one. Nothing is changed.
 
 Each problem names the file, the byte where it is and the offset: for a torn
 or corrupt batch the base offset its header states, else the offset after the
 last good record. Errors: corrupt, torn, misnamed, empty, offset_order, size,
-read, marker. Warnings: overlap, interleaved, leftover, stray. The base offset and
+read, marker, missing, no_partitions. Warnings: gap, overlap, interleaved,
+leftover, stray. A gap is a warning because compaction and transactions leave
+gaps too: on a topic that is neither, a gap is lost files. The base offset and
 length of a batch are outside its CRC (as in Kafka): damage there shows as a
 torn or corrupt batch, a misnamed file or broken offset order, or, in the last
 batch of a file, as shifted offsets (a gap or an overlap).
@@ -165,7 +174,8 @@ Examples:
   KAFKA_BACKUP_FTP_PASSWORD=… kafka-backup verify ftps://backup@ftp.example.com/kafka`,
 		Flags: append(append([]cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as one JSON document (partitions with files, offsets, gaps, overlaps, leftovers and problems; totals; ok) instead of text"},
-			&cli.BoolFlag{Name: "strict", Usage: "warnings (overlaps, interleaved files, leftovers, stray names) fail verification too (exit status 1)"},
+			&cli.BoolFlag{Name: "strict", Usage: "warnings (gaps, overlaps, interleaved files, leftovers, stray names) fail verification too (exit status 1)"},
+			&cli.BoolFlag{Name: "allow-empty", Usage: "a location (or a --topic/--partition selection) without any partition folder is not an error"},
 		}, selectionFlags()...), ftpSourceFlags()...),
 		Action: withSignals(runVerify),
 	}
@@ -185,7 +195,7 @@ func runVerify(ctx context.Context, c *cli.Context) error {
 		return cli.Exit(fmt.Errorf("verify: %w", err), exitFailed)
 	}
 	defer src.Close()
-	rep, err := inspect.Verify(ctx, src, inspect.VerifyOptions{Filter: filter, Parallel: parallel})
+	rep, err := inspect.Verify(ctx, src, inspect.VerifyOptions{Filter: filter, Parallel: parallel, AllowEmpty: c.Bool("allow-empty")})
 	if err != nil {
 		return cli.Exit(fmt.Errorf("verify: %w", err), exitFailed)
 	}
@@ -209,22 +219,26 @@ func runVerify(ctx context.Context, c *cli.Context) error {
 // lsCommand is `kafka-backup ls`.
 func lsCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "ls",
-		Usage:     "List a backup: per topic and partition its files, first and last offset, records, bytes and time range",
-		ArgsUsage: "LOCATION",
+		Name: "ls",
+		// No "help" subcommand: a location named h or help is a location.
+		HideHelpCommand: true,
+		Usage:           "List a backup: per topic and partition its files, first and last offset, records, bytes and time range",
+		ArgsUsage:       "LOCATION",
 		Description: `Lists a backup tree, <LOCATION>/<topic>/<partition>/<first offset>: per partition
 the number of files, the first and last offset, records, bytes and the time
 range, then a table of its files with the same for each file; hidden
-in-progress and upload files and stray names are listed below it.
+in-progress and upload files and stray names are listed below it (names at
+the root and in topic folders that are not topic or partition folders, and
+anything that is not a regular file, which is never opened).
 
-Everything comes from the batch headers (docs/FORMAT.md): local files are read
-header by header, FTP files are streamed once; neither CRCs nor records are
-checked (kafka-backup verify does that). Offsets are those of the batches:
-first is the first batch's base offset, last the last batch's last offset.
-Times are the least first timestamp and the greatest max timestamp of the
-batches, RFC3339 in UTC (in JSON: milliseconds since the epoch).
+Every file is read once (each batch's CRC checked, its records decoded for
+their timestamps; kafka-backup verify checks more). Offsets are those of the
+batches (docs/FORMAT.md): first is the first batch's base offset, last the
+last batch's last offset. Times are the least record timestamp and the
+greatest max timestamp of the batches, RFC3339 in UTC (in JSON: milliseconds
+since the epoch): timestamps need not grow with offsets.
 
-Exit status: 0, 1 when a file's headers cannot all be read (torn or damaged,
+Exit status: 0, 1 when a file cannot be read in full (torn or damaged,
 listed with the error) or a partition folder cannot be listed, 2 when ls
 could not run.
 
@@ -277,9 +291,11 @@ func runLs(ctx context.Context, c *cli.Context) error {
 // catCommand is `kafka-backup cat`.
 func catCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "cat",
-		Usage:     "Print the records of one backup file as JSON lines",
-		ArgsUsage: "FILE",
+		Name: "cat",
+		// No "help" subcommand: a location named h or help is a location.
+		HideHelpCommand: true,
+		Usage:           "Print the records of one backup file as JSON lines",
+		ArgsUsage:       "FILE",
 		Description: `Reads one backup file (every batch's CRC checked, compressed batches
 decompressed) and prints each record on a line of its own:
 

@@ -52,6 +52,7 @@ func main() {
 		service.CLIOptAddCommand(verifyCommand()),
 		service.CLIOptAddCommand(lsCommand()),
 		service.CLIOptAddCommand(catCommand()),
+		service.CLIOptOnConfigParse(checkConfig),
 	)
 }
 

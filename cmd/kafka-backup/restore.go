@@ -23,9 +23,11 @@ import (
 // Kafka.
 func restoreCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "restore",
-		Usage:     "Produce the records of a backup back to Kafka: same topic (or --rename) and partition, key, value, headers and timestamp",
-		ArgsUsage: "LOCATION",
+		Name: "restore",
+		// No "help" subcommand: a location named h or help is a location.
+		HideHelpCommand: true,
+		Usage:           "Produce the records of a backup back to Kafka: same topic (or --rename) and partition, key, value, headers and timestamp",
+		ArgsUsage:       "LOCATION",
 		Description: `Reads a backup tree, <LOCATION>/<topic>/<partition>/<first offset>, and produces
 every record to the same partition of the same topic (or the one --rename
 gives) on the cluster at --brokers, with its key, value, headers and timestamp
