@@ -5,14 +5,14 @@ go 1.26.8
 require (
 	github.com/fclairamb/ftpserverlib v0.27.0
 	github.com/jlaffaye/ftp v0.2.4
-	github.com/klauspost/compress v1.19.1
-	github.com/pierrec/lz4/v4 v4.1.27
+	github.com/klauspost/compress v1.20.3
+	github.com/pierrec/lz4/v4 v4.1.33
 	github.com/redpanda-data/benthos/v4 v4.78.0
 	github.com/redpanda-data/connect/v4 v4.105.0
 	github.com/spf13/afero v1.15.0
-	github.com/twmb/franz-go v1.20.7
-	github.com/twmb/franz-go/pkg/kfake v0.0.0-20251021232020-dd73f6664175
-	github.com/twmb/franz-go/pkg/kmsg v1.12.0
+	github.com/twmb/franz-go v1.22.3
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	github.com/urfave/cli/v2 v2.27.7
 	gopkg.in/yaml.v3 v3.0.1
 )
@@ -80,7 +80,7 @@ require (
 	github.com/segmentio/ksuid v1.0.4 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	github.com/tilinna/z85 v1.0.0 // indirect
-	github.com/twmb/franz-go/pkg/kadm v1.17.2 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.18.0 // indirect
 	github.com/twmb/franz-go/pkg/sr v1.7.0 // indirect
 	github.com/xdg-go/pbkdf2 v1.0.0 // indirect
 	github.com/xdg-go/scram v1.2.0 // indirect
