@@ -1,11 +1,16 @@
 package tests
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -52,4 +57,66 @@ func TestFaultPartitionFolderRemoved(t *testing.T) {
 	waitCommitted(t, b, "removed-group", 2, []string{topic}, p)
 	p.stop()
 	verifyBackup(t, dir, verifyOpts{want: map[string]map[int32][]segment.Record{topic: b.groundTruth(topic, 2)}})
+}
+
+// TestFaultFTPWithoutHostname is Issue 12 row 10: an FTP destination with no
+// hostname was accepted by lint and backed up to localhost. Lint now fails
+// naming fs.ftp.hostname, and so does run, at start, before it consumes.
+func TestFaultFTPWithoutHostname(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, fields := range map[string]string{
+		"no ftp section": "    fs: {schema: ftp}\n",
+		"no hostname":    "    fs:\n      schema: ftp\n      ftp: {user: backup, spool: " + dir + "/spool}\n",
+		"empty hostname": "    fs:\n      schema: ftp\n      ftp: {hostname: \"\"}\n",
+		"blank hostname": "    fs:\n      schema: ftp\n      ftp: {hostname: \"  \"}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := "http: {enabled: false}\n" + lintConfig(fields)
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, code := kb(t, "lint", path)
+			if code == 0 || !strings.Contains(out, "fs.ftp.hostname") {
+				t.Errorf("lint: exit %d, want non-zero and fs.ftp.hostname named:\n%s", code, out)
+			}
+			out, code = kbIn(t, dir, 20*time.Second, "run", path)
+			if code == 0 || !strings.Contains(out, "fs.ftp.hostname") {
+				t.Errorf("run: exit %d, want non-zero and fs.ftp.hostname named:\n%s", code, out)
+			}
+		})
+	}
+	// Local needs no hostname.
+	path := filepath.Join(dir, "local.yaml")
+	if err := os.WriteFile(path, []byte(lintConfig("    fs: {schema: local}\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := kb(t, "lint", path); code != 0 {
+		t.Errorf("lint of a local destination: exit %d:\n%s", code, out)
+	}
+}
+
+// kbIn runs the kafka-backup binary with args in the folder dir, for at most
+// timeout, and returns its combined output and exit code (-1 when it was
+// killed at the timeout).
+func kbIn(t *testing.T, dir string, timeout time.Duration, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kbBin, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case ctx.Err() != nil:
+		return string(out), -1
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	default:
+		t.Fatalf("kafka-backup %s: %v\n%s", strings.Join(args, " "), err, out)
+		return "", 0
+	}
 }
