@@ -183,8 +183,8 @@ type partition struct {
 	retryWait time.Duration
 	warnedOOO bool
 
-	f         *os.File    // the open in-progress file, or nil
-	fInfo     os.FileInfo // f's identity when it was opened, for sameFile
+	f         *os.File // the open in-progress file, or nil
+	fID       fileID   // f's device and inode, for checkOnDisk
 	cur       File
 	lastWrite time.Time
 }
@@ -414,14 +414,14 @@ func (w *Writer) fail(p *partition, err error) error {
 		// No complete batch: nothing in it was acknowledged.
 		f.Close()
 		os.Remove(p.cur.Path)
-		p.f, p.fInfo = nil, nil
+		p.f = nil
 		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
 	default:
 		// It cannot be read back: keep it as it is, for the recovery at
 		// the next start, and write what follows to a new file.
 		err = errors.Join(err, fmt.Errorf("reading back %s after the failed write, left for recovery at the next start: %w", p.cur.Path, serr))
 		f.Close()
-		p.f, p.fInfo = nil, nil
+		p.f = nil
 		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
 	}
 	return err
@@ -521,45 +521,45 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 func (w *Writer) open(ctx context.Context, p *partition, first int64, now time.Time) error {
 	name := w.cfg.Naming.FileName(first)
 	path := filepath.Join(p.dir, InProgressName(name, w.cfg.Instance))
-	f, info, err := createLocked(path)
+	f, id, err := createLocked(path)
 	if errors.Is(err, os.ErrNotExist) {
 		// The partition's folder was removed since it was made: what the
 		// destination holds is not what was read when it was first seen.
 		if rerr := w.reload(ctx, p); rerr != nil {
 			return rerr
 		}
-		f, info, err = createLocked(path)
+		f, id, err = createLocked(path)
 	}
 	if err != nil {
 		return fmt.Errorf("opening in-progress file for %s/%d: %w", p.topic, p.id, err)
 	}
-	p.f, p.fInfo = f, info
+	p.f, p.fID = f, id
 	w.obs.OpenFiles(int(w.openFiles.Add(1)))
 	p.cur = File{Topic: p.topic, Partition: p.id, Path: path, Name: name, FirstOffset: first, LastOffset: first - 1, Opened: now}
 	return nil
 }
 
 // createLocked creates the in-progress file path, which must not exist, and
-// locks it. It returns the file's identity for sameFile. The file is opened
+// locks it. It returns the file's identity for checkOnDisk. The file is opened
 // read-write: after a failed write it is read back (fail), and when its path
 // is removed it is copied to a new file (saveRemoved).
-func createLocked(path string) (*os.File, os.FileInfo, error) {
+func createLocked(path string) (*os.File, fileID, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, nil, err
+		return nil, fileID{}, err
 	}
 	if err := lockFile(f); err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, nil, fmt.Errorf("locking in-progress file %s: %w", path, err)
+		return nil, fileID{}, fmt.Errorf("locking in-progress file %s: %w", path, err)
 	}
-	info, err := f.Stat()
+	id, err := idOf(f)
 	if err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, nil, err
+		return nil, fileID{}, fmt.Errorf("stat of in-progress file %s: %w", path, err)
 	}
-	return f, info, nil
+	return f, id, nil
 }
 
 // checkOnDisk makes sure the path of the open file still names it, as it
@@ -573,8 +573,8 @@ func createLocked(path string) (*os.File, os.FileInfo, error) {
 // the records were saved, so the batch being written fails and is delivered
 // again; it costs one stat.
 func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
-	st, err := os.Stat(p.cur.Path)
-	if err == nil && os.SameFile(st, p.fInfo) {
+	id, err := pathID(p.cur.Path)
+	if err == nil && id == p.fID {
 		return nil
 	}
 	cause := "the path names another file"
@@ -587,7 +587,7 @@ func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
 		// count as written, so those delivered again are written again.
 		lost = fmt.Errorf("%w; offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", lost, rangesString(p.cur.Ranges), p.topic, p.id, serr)
 		p.f.Close()
-		p.f, p.fInfo = nil, nil
+		p.f = nil
 		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
 	} else {
 		lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
@@ -604,7 +604,7 @@ func (w *Writer) saveRemoved(p *partition) error {
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return fmt.Errorf("making the folder again: %w", err)
 	}
-	f, info, err := createLocked(p.cur.Path)
+	f, id, err := createLocked(p.cur.Path)
 	if err != nil {
 		return fmt.Errorf("making the file again: %w", err)
 	}
@@ -621,7 +621,7 @@ func (w *Writer) saveRemoved(p *partition) error {
 		return fmt.Errorf("copying the removed file to a new one: %w", err)
 	}
 	p.f.Close()
-	p.f, p.fInfo = f, info
+	p.f, p.fID = f, id
 	return nil
 }
 
@@ -698,7 +698,7 @@ func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) error {
 		return removed // lost, and said so
 	}
 	f := p.f
-	p.f, p.fInfo = nil, nil
+	p.f = nil
 	w.obs.OpenFiles(int(w.openFiles.Add(-1)))
 	file := p.cur
 	file.Reason = why
