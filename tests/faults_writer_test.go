@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tests/ftpd"
 )
 
 // TestFaultPartitionFolderRemoved is Issue 12 row 5: a cleanup job deletes
@@ -29,15 +30,8 @@ func TestFaultPartitionFolderRemoved(t *testing.T) {
 	const topic = "removed"
 	b := startBroker(t, 2, topic)
 	dir := filepath.Join(t.TempDir(), "backup")
-	lines := func(tag string, n int) []string {
-		out := make([]string, n)
-		for i := range out {
-			out[i] = fmt.Sprintf("%s-%d", tag, i)
-		}
-		return out
-	}
-	b.produce(topic, 0, kcatRun{Lines: lines("p0-before", 120)})
-	b.produce(topic, 1, kcatRun{Lines: lines("p1-before", 80)})
+	b.produce(topic, 0, kcatRun{Lines: numbered("p0-before", 120)})
+	b.produce(topic, 1, kcatRun{Lines: numbered("p1-before", 80)})
 	// The files stay open: nothing rolls before the shutdown.
 	p := runBackup(t, "removed", backupConfig(redpandaInput(b, "removed-group", topic), dir, "    roll_duration: 10m\n    max_age: 1h\n"))
 	waitCommitted(t, b, "removed-group", 2, []string{topic}, p)
@@ -49,7 +43,7 @@ func TestFaultPartitionFolderRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b.produce(topic, 0, kcatRun{Lines: lines("p0-after", 60)})
+	b.produce(topic, 0, kcatRun{Lines: numbered("p0-after", 60)})
 	removed := regexp.MustCompile(`level=error.*` + regexp.QuoteMeta(filepath.Join(dir, topic, "0")) + `/\.0\.[^ ]*\.inprogress[^\n]*removed`)
 	waitFor(t, "an error naming the removed file", func() (bool, string) {
 		return removed.MatchString(p.logs()), "not logged yet"
@@ -57,6 +51,45 @@ func TestFaultPartitionFolderRemoved(t *testing.T) {
 	waitCommitted(t, b, "removed-group", 2, []string{topic}, p)
 	p.stop()
 	verifyBackup(t, dir, verifyOpts{want: map[string]map[int32][]segment.Record{topic: b.groundTruth(topic, 2)}})
+}
+
+// TestFaultSpoolFolderRemoved is Issue 12 row 5 for an FTP destination: the
+// files are built in the local spool, and a cleanup job deletes a spool
+// partition folder while its file is open with acknowledged records. As on
+// local disk, the error names the file and the cause, and every record
+// reaches the server.
+func TestFaultSpoolFolderRemoved(t *testing.T) {
+	t.Parallel()
+	needKcat(t)
+	srv := ftpd.StartPureFtpd(t, ftpd.Options{})
+	logServerOnFailure(t, srv)
+	const topic, remote = "spooled", "/backups"
+	b := startBroker(t, 1, topic)
+	b.produce(topic, 0, kcatRun{Lines: numbered("before", 100)})
+	spool := filepath.Join(t.TempDir(), "spool")
+	cfg := backupConfig(redpandaInput(b, "spooled-group", topic), remote, "    roll_duration: 10m\n    max_age: 1h\n"+ftpFS(srv, ftpOpts{spool: spool}))
+	p := runBackupEnv(t, "spooled", cfg, ftpEnv(srv))
+	waitCommitted(t, b, "spooled-group", 1, []string{topic}, p)
+	if err := os.RemoveAll(filepath.Join(spool, topic, "0")); err != nil {
+		t.Fatal(err)
+	}
+	b.produce(topic, 0, kcatRun{Lines: numbered("after", 50)})
+	removed := regexp.MustCompile(`level=error.*` + regexp.QuoteMeta(filepath.Join(spool, topic, "0")) + `/\.0\.[^ ]*\.inprogress[^\n]*removed`)
+	waitFor(t, "an error naming the removed spool file", func() (bool, string) {
+		return removed.MatchString(p.logs()), "not logged yet"
+	}, p)
+	waitCommitted(t, b, "spooled-group", 1, []string{topic}, p)
+	p.stop()
+	verifyFTPBackup(t, srv.Path(remote), verifyOpts{want: map[string]map[int32][]segment.Record{topic: b.groundTruth(topic, 1)}})
+}
+
+// numbered returns n lines "<tag>-0", "<tag>-1", ….
+func numbered(tag string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", tag, i)
+	}
+	return out
 }
 
 // TestFaultFTPWithoutHostname is Issue 12 row 10: an FTP destination with no
