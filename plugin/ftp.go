@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -31,12 +32,21 @@ const (
 	fieldFTPSpoolLimit  = "spool_limit"
 )
 
+// errNoHostname is what lint and the output say of an FTP destination
+// without a hostname.
+const errNoHostname = "is required when fs.schema is ftp: give the FTP server's host name or address"
+
+// hostnameLintRule is the lint rule of fs: an ftp schema needs
+// fs.ftp.hostname.
+const hostnameLintRule = `root = if this.schema.or("` + schemaLocal + `") == "` + schemaFTP + `" && this.ftp.hostname.or("").string().trim() == "" { ["fs.ftp.hostname: ` + errNoHostname + `"] }`
+
 // ftpSpec is the spec of fs.ftp.
 func ftpSpec() *service.ConfigField {
 	return service.NewObjectField(fieldFTP,
 		service.NewStringField(fieldFTPHost).
-			Description("FTP server host name or address. Seed key: `fs.ftp.hostname`.").
-			Default("localhost"),
+			Description("FTP server host name or address; required when `schema` is `ftp` (there is no default: an FTP backup never goes to a server by accident). Seed key: `fs.ftp.hostname`.").
+			Default("").
+			Example("ftp.example.com"),
 		service.NewIntField(fieldFTPPort).
 			Description("FTP control port. Seed key: `fs.ftp.port`.").
 			Default(21),
@@ -89,8 +99,8 @@ func newFTPDestination(conf *service.ParsedConfig, cfg *rolling.Config, obs ftp.
 	if err != nil {
 		return nil, err
 	}
-	if host == "" {
-		return nil, fmt.Errorf("%s: is empty: give the FTP server's host name", field(fieldFTPHost))
+	if strings.TrimSpace(host) == "" {
+		return nil, fmt.Errorf("%s: %s", field(fieldFTPHost), errNoHostname)
 	}
 	port, err := conf.FieldInt(fieldFTPPort)
 	if err != nil {

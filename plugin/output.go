@@ -86,7 +86,9 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 					LintRule(schemaLintRule(schemaLocal, schemaFTP)).
 					Default(schemaLocal),
 				ftpSpec(),
-			).Description("The file system the backup is written to.").Optional(),
+			).Description("The file system the backup is written to.").
+				LintRule(hostnameLintRule).
+				Optional(),
 			service.NewStringField(fieldSize).
 				Description("Roll a file before it would exceed this size. A file is larger only when it holds one record that alone is larger. Units: "+strings.Join(units.SizeUnitNames, ", ")+" (upper-case B is bytes, lower-case b is bits) or a bare number of bytes. Seed key: `size`.").
 				Default(defaultSize).

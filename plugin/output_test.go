@@ -179,3 +179,65 @@ func TestLintRules(t *testing.T) {
 		t.Errorf("good config: %v %v", lints, err)
 	}
 }
+
+// TestLintFTPNeedsHostname: an ftp destination without a hostname fails lint
+// naming fs.ftp.hostname (Issue 12 row 10); with one, or a local destination,
+// it passes, as does a hostname from an environment variable.
+func TestLintFTPNeedsHostname(t *testing.T) {
+	linter := testEnv(t).FullConfigSchema("", "").NewStreamConfigLinter().SetSkipEnvVarCheck(true)
+	lint := func(fs string) []string {
+		t.Helper()
+		conf := "input:\n  stdin: {}\noutput:\n  kafka_backup:\n    path: /b\n    fs: " + fs + "\n"
+		lints, err := linter.LintYAML([]byte(conf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range lints {
+			out = append(out, l.Error())
+		}
+		return out
+	}
+	for _, fs := range []string{
+		`{schema: ftp}`,
+		`{schema: ftp, ftp: {}}`,
+		`{schema: ftp, ftp: {user: u, port: 2121}}`,
+		`{schema: ftp, ftp: {hostname: ""}}`,
+		`{schema: ftp, ftp: {hostname: " "}}`,
+	} {
+		if lints := lint(fs); len(lints) != 1 || !strings.Contains(lints[0], "fs.ftp.hostname") {
+			t.Errorf("fs: %s: lints %q, want one naming fs.ftp.hostname", fs, lints)
+		}
+	}
+	// Environment variables are replaced before lint: an unset one is empty.
+	t.Setenv("KB_TEST_FTP_HOST", "ftp.example.com")
+	if lints := lint(`{schema: ftp, ftp: {hostname: "${KB_TEST_FTP_HOST_UNSET}"}}`); len(lints) != 1 {
+		t.Errorf("hostname from an unset variable: lints %q, want one", lints)
+	}
+	for _, fs := range []string{
+		`{schema: ftp, ftp: {hostname: ftp.example.com}}`,
+		`{schema: ftp, ftp: {hostname: "${KB_TEST_FTP_HOST}"}}`,
+		`{schema: local}`,
+		`{}`,
+	} {
+		if lints := lint(fs); len(lints) != 0 {
+			t.Errorf("fs: %s: lints %q, want none", fs, lints)
+		}
+	}
+}
+
+// TestFTPWithoutHostnameFails: the output itself refuses an ftp destination
+// without a hostname (for `run --chilled`, which runs despite lint errors).
+func TestFTPWithoutHostnameFails(t *testing.T) {
+	env := testEnv(t)
+	for _, yml := range []string{"path: /b\nfs: {schema: ftp}", "path: /b\nfs: {schema: ftp, ftp: {hostname: ' '}}"} {
+		parsed, err := OutputSpec().ParseYAML(yml, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, _, err = newOutput(parsed, service.MockResources())
+		if err == nil || !strings.Contains(err.Error(), "fs.ftp.hostname") {
+			t.Errorf("%q: %v, want an error naming fs.ftp.hostname", yml, err)
+		}
+	}
+}

@@ -78,3 +78,32 @@ func BenchmarkWriter(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkWriterSmallBatches writes batches of 16 records of 1 KiB with
+// fsync=never, where what a Write costs besides its records shows most (such
+// as the check that the open file is still on disk: one stat per Write).
+func BenchmarkWriterSmallBatches(b *testing.B) {
+	const batch, size = 16, 1024
+	w, err := New(Config{Dir: b.TempDir(), Instance: "bench", MaxSize: 100e6, IdleTimeout: time.Hour, Fsync: FsyncNever, Destination: renameDest{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close(context.Background())
+	val := make([]byte, size)
+	recs := make([]segment.Record, batch)
+	for i := range recs {
+		recs[i] = segment.Record{Timestamp: 1700000000000, Key: fmt.Appendf(nil, "k%d", i), Value: val}
+	}
+	b.SetBytes(batch * size)
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		for i := range recs {
+			recs[i].Offset = off + int64(i)
+		}
+		off += batch
+		if err := w.Write(context.Background(), "t", 0, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -24,6 +24,29 @@ func lockFile(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }
 
+// fileID is what tells files apart on one machine: device and inode, as
+// os.SameFile compares them, without a FileInfo to allocate.
+type fileID struct{ dev, ino uint64 }
+
+// idOf returns the identity of an open file.
+func idOf(f *os.File) (fileID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return fileID{}, err
+	}
+	return fileID{uint64(st.Dev), uint64(st.Ino)}, nil
+}
+
+// pathID returns the identity of the file path names, following symbolic
+// links as os.Stat does: one stat system call.
+func pathID(path string) (fileID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fileID{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return fileID{uint64(st.Dev), uint64(st.Ino)}, nil
+}
+
 // ParseInProgressName splits ".<final>.<instance>.inprogress".
 func ParseInProgressName(name string) (final, instance string, ok bool) {
 	if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, InProgressSuffix) {

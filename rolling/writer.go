@@ -13,9 +13,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,6 +196,7 @@ type partition struct {
 	runNext int64
 
 	f         *os.File // the open in-progress file, or nil
+	fID       fileID   // f's device and inode, for checkOnDisk
 	cur       File
 	lastWrite time.Time
 }
@@ -275,6 +278,15 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 	e := w.encoder()
 	defer w.releaseEncoder(e)
 	now := time.Now()
+	// removed is why a file this write went into was removed from under it:
+	// the batch fails, so it is delivered again, even when its records were
+	// saved.
+	var removed error
+	roll := func(why Reason) {
+		if err := w.finalize(ctx, p, why); err != nil {
+			removed = errors.Join(removed, err)
+		}
+	}
 	for len(recs) > 0 {
 		if w.written(p, recs[0].Offset) {
 			// A duplicate inside the batch itself.
@@ -285,14 +297,14 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		if p.f != nil && recs[0].Offset < p.cur.LastOffset {
 			w.obs.OutOfOrder(p.topic, p.id, recs[0].Offset, p.cur.LastOffset, !p.warnedOOO)
 			p.warnedOOO = true
-			w.finalize(ctx, p, ReasonOutOfOrder)
+			roll(ReasonOutOfOrder)
 		}
 		if p.f != nil && w.cfg.MaxAge > 0 && now.Sub(p.cur.Opened) >= w.cfg.MaxAge {
-			w.finalize(ctx, p, ReasonAge)
+			roll(ReasonAge)
 		}
 		if p.f == nil {
-			if err := w.open(p, recs[0].Offset, now); err != nil {
-				return err
+			if err := w.open(ctx, p, recs[0].Offset, now); err != nil {
+				return errors.Join(removed, err)
 			}
 		}
 		// Write as many batches as fit in the open file, each as soon as it
@@ -311,7 +323,7 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 			}
 			p.noteRecords(recs[:k])
 			if err := w.append(p, e.buf); err != nil {
-				return err
+				return errors.Join(removed, err)
 			}
 			// Only offsets of batches now in the file count as written: a
 			// gap between two writes may be filled by a later, out-of-order
@@ -326,18 +338,25 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		w.obs.Written(p.topic, p.id, n, bytes)
 		p.lastWrite = now
 		if len(recs) > 0 && recs[0].Offset > p.cur.LastOffset {
-			w.finalize(ctx, p, ReasonSize)
+			roll(ReasonSize)
+		}
+	}
+	if p.f != nil {
+		// One stat per write, not per record: the records are acknowledged
+		// only if the path still names the file they went into.
+		if err := w.checkOnDisk(ctx, p); err != nil {
+			removed = errors.Join(removed, err)
 		}
 	}
 	if w.cfg.Fsync == FsyncBatch && p.f != nil {
 		if err := p.f.Sync(); err != nil {
-			return w.fail(p, fmt.Errorf("fsync %s: %w", p.cur.Path, err))
+			return errors.Join(removed, w.fail(p, fmt.Errorf("fsync %s: %w", p.cur.Path, err)))
 		}
 	}
 	if p.f != nil && w.cfg.MaxSize-p.cur.Bytes < segment.HeaderSize+8 {
-		w.finalize(ctx, p, ReasonSize)
+		roll(ReasonSize)
 	}
-	return nil
+	return removed
 }
 
 // maxIdleEncoders bounds the encoders kept between writes: about the writes
@@ -408,7 +427,7 @@ func (w *Writer) fail(p *partition, err error) error {
 	case serr == nil && span.Batches > 0:
 		good.LastOffset, good.Records, good.Bytes = span.LastOffset, span.Records, span.Size
 		p.cur = good
-		w.finalize(context.Background(), p, ReasonError)
+		err = errors.Join(err, w.finalize(context.Background(), p, ReasonError))
 	case serr == nil:
 		// No complete batch: nothing in it was acknowledged.
 		f.Close()
@@ -539,30 +558,184 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 	return nil
 }
 
-func (w *Writer) open(p *partition, first int64, now time.Time) error {
+func (w *Writer) open(ctx context.Context, p *partition, first int64, now time.Time) error {
 	name := w.cfg.Naming.FileName(first)
 	path := filepath.Join(p.dir, InProgressName(name, w.cfg.Instance))
-	// Read-write: after a failed write the file is read back (fail).
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	f, id, err := createLocked(path)
+	if errors.Is(err, os.ErrNotExist) {
+		// The partition's folder was removed since it was made: what the
+		// destination holds is not what was read when it was first seen.
+		if rerr := w.reload(ctx, p); rerr != nil {
+			return rerr
+		}
+		f, id, err = createLocked(path)
+	}
 	if err != nil {
 		return fmt.Errorf("opening in-progress file for %s/%d: %w", p.topic, p.id, err)
 	}
-	if err := lockFile(f); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("locking in-progress file %s: %w", path, err)
-	}
-	p.f = f
+	p.f, p.fID = f, id
 	w.obs.OpenFiles(int(w.openFiles.Add(1)))
 	p.cur = File{Topic: p.topic, Partition: p.id, Path: path, Name: name, FirstOffset: first, LastOffset: first - 1, Opened: now}
 	return nil
 }
 
+// createLocked creates the in-progress file path, which must not exist, and
+// locks it. It returns the file's identity for checkOnDisk. The file is opened
+// read-write: after a failed write it is read back (fail), and when its path
+// is removed it is copied to a new file (saveRemoved).
+func createLocked(path string) (*os.File, fileID, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fileID{}, err
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fileID{}, fmt.Errorf("locking in-progress file %s: %w", path, err)
+	}
+	id, err := idOf(f)
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fileID{}, fmt.Errorf("stat of in-progress file %s: %w", path, err)
+	}
+	return f, id, nil
+}
+
+// checkOnDisk makes sure the path of the open file still names it, as it
+// may not when a cleanup job or an operator removed the partition's folder
+// or the file while it was written: what is written then goes into a file no
+// one will ever see. If the path is gone, the file's complete batches, all
+// of them acknowledged or about to be, are copied from the open file to a
+// new file at the same path, the partition's folder made again if need be,
+// and what the destination holds is read again. It returns an error naming
+// the file and the cause whenever the path did not name the file, even when
+// the records were saved, so the batch being written fails and is delivered
+// again; it costs one stat.
+func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
+	id, err := pathID(p.cur.Path)
+	if err == nil && id == p.fID {
+		return nil
+	}
+	cause := "the path names another file"
+	if err != nil {
+		cause = err.Error()
+	}
+	lost := fmt.Errorf("%s was removed while it was being written (%s): its partition folder or the file itself was deleted, by an operator or a cleanup job", p.cur.Path, cause)
+	if serr := w.saveRemoved(p); serr != nil {
+		// The open file's records are lost to the backup: they no longer
+		// count as written, so those delivered again are written again.
+		lost = fmt.Errorf("%w; offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", lost, rangesString(p.cur.Ranges), p.topic, p.id, serr)
+		p.f.Close()
+		p.f = nil
+		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
+	} else {
+		lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
+	}
+	if rerr := w.reload(ctx, p); rerr != nil {
+		lost = errors.Join(lost, rerr)
+	}
+	return lost
+}
+
+// saveRemoved copies the complete batches of the open file, whose path was
+// removed, into a new file at the same path, which becomes the open file.
+func (w *Writer) saveRemoved(p *partition) error {
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return fmt.Errorf("making the folder again: %w", err)
+	}
+	f, id, err := createLocked(p.cur.Path)
+	if err != nil {
+		return fmt.Errorf("making the file again: %w", err)
+	}
+	_, err = io.Copy(f, io.NewSectionReader(p.f, 0, p.cur.Bytes))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(p.dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(p.cur.Path)
+		return fmt.Errorf("copying the removed file to a new one: %w", err)
+	}
+	p.f.Close()
+	p.f, p.fID = f, id
+	return nil
+}
+
+// reload forgets which offsets of p are in files and reads it again from
+// what is on disk: the destination's final files, the open file and the
+// rolled files waiting to be published that are still there. It makes the
+// partition's folder again if it is gone.
+func (w *Writer) reload(ctx context.Context, p *partition) error {
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return fmt.Errorf("making the folder of %s/%d again: %w", p.topic, p.id, err)
+	}
+	ranges, err := w.cfg.Destination.Persisted(ctx, p.topic, p.id)
+	if err != nil {
+		return fmt.Errorf("reading again which offsets of %s/%d are backed up: %w", p.topic, p.id, err)
+	}
+	written := newRangeSet()
+	for _, r := range ranges {
+		written.add(r)
+	}
+	if p.f != nil {
+		for _, r := range p.cur.Ranges {
+			written.add(r)
+		}
+	}
+	var errs []error
+	left := p.unpubl[:0]
+	for _, f := range p.unpubl {
+		if _, err := os.Stat(f.Path); err != nil {
+			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d are LOST from the backup: %w", f.Path, f.Name, rangesString(f.Ranges), p.topic, p.id, err))
+			continue
+		}
+		for _, r := range f.Ranges {
+			written.add(r)
+		}
+		left = append(left, f)
+	}
+	p.unpubl = left
+	p.written = written
+	return errors.Join(errs...)
+}
+
+// rangesString shows offset ranges as "0-99, 150-199".
+func rangesString(rs []Range) string {
+	var b strings.Builder
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d-%d", r.First, r.Last)
+	}
+	return b.String()
+}
+
+// syncDir fsyncs a folder, so a file made in it survives a power loss.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // finalize closes the open file and hands it to the destination. A file the
-// destination refuses stays on disk and is offered again by the roller.
-func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) {
+// destination refuses stays on disk and is offered again by the roller. It
+// first makes sure the file is still on disk (checkOnDisk) and returns that
+// error, if any; other errors are only observed.
+func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) error {
 	if p.f == nil {
-		return
+		return nil
+	}
+	removed := w.checkOnDisk(ctx, p)
+	if p.f == nil {
+		return removed // lost, and said so
 	}
 	f := p.f
 	p.f = nil
@@ -580,21 +753,22 @@ func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) {
 	}
 	if file.Records == 0 {
 		os.Remove(file.Path)
-		return
+		return removed
 	}
 	if err != nil {
 		// The data was written but the close or fsync failed: keep the
 		// file; it is offered to the destination again later.
 		w.obs.Error(fmt.Errorf("closing %s: %w", file.Path, err))
 		p.unpubl = append(p.unpubl, file)
-		return
+		return removed
 	}
 	if err := w.cfg.Destination.Publish(ctx, file); err != nil {
 		w.obs.Error(fmt.Errorf("finalizing %s as %s: %w", file.Path, file.Name, err))
 		p.unpubl = append(p.unpubl, file)
-		return
+		return removed
 	}
 	w.obs.Finalized(file)
+	return removed
 }
 
 // retry offers rolled files the destination refused before to it again,
@@ -648,10 +822,14 @@ func (w *Writer) rollDue(now time.Time) {
 	defer cancel()
 	for _, p := range w.partitions() {
 		p.mu.Lock()
+		var err error
 		if p.f != nil && now.Sub(p.lastWrite) >= w.cfg.IdleTimeout {
-			w.finalize(ctx, p, ReasonIdle)
+			err = w.finalize(ctx, p, ReasonIdle)
 		} else if p.f != nil && w.cfg.MaxAge > 0 && now.Sub(p.cur.Opened) >= w.cfg.MaxAge {
-			w.finalize(ctx, p, ReasonAge)
+			err = w.finalize(ctx, p, ReasonAge)
+		}
+		if err != nil {
+			w.obs.Error(err)
 		}
 		if err := w.retry(ctx, p, now); err != nil {
 			w.obs.Error(err)
@@ -685,7 +863,9 @@ func (w *Writer) Close(ctx context.Context) error {
 	var errs []error
 	for _, p := range w.partitions() {
 		p.mu.Lock()
-		w.finalize(ctx, p, ReasonShutdown)
+		if err := w.finalize(ctx, p, ReasonShutdown); err != nil {
+			errs = append(errs, err)
+		}
 		p.retryAt = time.Time{}
 		if err := w.retry(ctx, p, time.Now()); err != nil {
 			errs = append(errs, err)

@@ -37,6 +37,7 @@ func lintConfig(fields string) string {
     seed_brokers: ["127.0.0.1:9092"]
     topics: ["test", "my.dotted.topic"]
     consumer_group: backup
+    transaction_isolation_level: read_committed
 output:
   kafka_backup:
     path: /backups

@@ -76,6 +76,7 @@ input:
     topics: [%q]
     consumer_group: kafka-backup-demo
     start_offset: earliest
+    transaction_isolation_level: read_committed
 output:
   kafka_backup:
     path: %q

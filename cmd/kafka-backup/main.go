@@ -41,8 +41,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kafka-backup:", err)
 		os.Exit(1)
 	}
+	warnUncommittedOnLint(os.Stderr, os.Args[1:])
 	v, d := buildVersion()
 	service.RunCLI(context.Background(),
+		service.CLIOptOnConfigParse(warnUncommittedAtStart),
 		service.CLIOptSetEnvironment(env),
 		service.CLIOptSetBinaryName("kafka-backup"),
 		service.CLIOptSetProductName("kafka-backup"),

@@ -1,0 +1,99 @@
+package plugin
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+)
+
+// fieldIsolation is the field of the stock Kafka inputs (redpanda,
+// kafka_franz) that says whether records of open and aborted transactions
+// are read; its default reads them.
+const (
+	fieldIsolation = "transaction_isolation_level"
+	readCommitted  = "read_committed"
+)
+
+// kafkaInputs are the stock Kafka inputs that have fieldIsolation.
+var kafkaInputs = map[string]bool{"redpanda": true, "kafka_franz": true}
+
+// UncommittedInputs returns a warning for every stock Kafka input of a
+// pipeline config (the whole config, as YAML decodes it) that reads records
+// of aborted transactions, when the config has a kafka_backup output: such
+// records would be backed up and restored as if committed. Inputs anywhere
+// below input and input_resources are found (broker, sequence, fallback…).
+// A value "${VAR:default}" is read from the environment, as Benthos does.
+func UncommittedInputs(conf map[string]any) []string {
+	if !hasKey(conf["output"], "kafka_backup") && !hasKey(conf["output_resources"], "kafka_backup") {
+		return nil
+	}
+	var out []string
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				sub, isMap := v[k].(map[string]any)
+				if kafkaInputs[k] && (isMap || v[k] == nil) {
+					level, _ := sub[fieldIsolation].(string)
+					if level = interpolate(level); level != readCommitted {
+						if level == "" {
+							level = "read_uncommitted, the default"
+						}
+						out = append(out, fmt.Sprintf("%s.%s reads records of aborted and open transactions (%s: %s): they would be backed up and restored as if committed; set %s: %s", path, k, fieldIsolation, level, fieldIsolation, readCommitted))
+					}
+					continue
+				}
+				walk(path+"."+k, v[k])
+			}
+		case []any:
+			for i, e := range v {
+				walk(path+"["+strconv.Itoa(i)+"]", e)
+			}
+		}
+	}
+	walk("input", conf["input"])
+	walk("input_resources", conf["input_resources"])
+	return out
+}
+
+// hasKey reports whether key is a map key anywhere in v.
+func hasKey(v any, key string) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if k == key || hasKey(e, key) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if hasKey(e, key) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var envRefValue = regexp.MustCompile(`^\$\{([a-zA-Z_][a-zA-Z0-9_]*)(?::(.*))?\}$`)
+
+// interpolate resolves a value that is one environment variable reference,
+// "${VAR}" or "${VAR:default}".
+func interpolate(s string) string {
+	m := envRefValue.FindStringSubmatch(s)
+	if m == nil {
+		return s
+	}
+	if v, ok := os.LookupEnv(m[1]); ok && v != "" {
+		return v
+	}
+	return m[2]
+}

@@ -1,0 +1,100 @@
+package rolling_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/kafka-backup/kafka-backup/rolling"
+)
+
+// TestRemovedFolderWhileWriting: the partition's folder is removed with
+// acknowledged records in the open file and in final files. The next Write
+// fails naming the file and the cause; the open file's records are written
+// again from the open file; the final files' records no longer count as
+// written, so when they are delivered again they are written again; the
+// failed batch delivered again is written once.
+func TestRemovedFolderWhileWriting(t *testing.T) {
+	dir := t.TempDir()
+	obs := newRecorder()
+	cfg := baseConfig(dir, obs)
+	cfg.MaxSize = 1024
+	w := newWriter(t, cfg)
+	first := makeRecords(0, 60, 50, 3)
+	write(t, w, "t", 0, first)
+	finals, open := partitionFiles(t, dir, "t", 0)
+	if len(finals) == 0 || len(open) != 1 {
+		t.Fatalf("%d final files and in-progress %v before the removal, want some and one", len(finals), open)
+	}
+	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 0)); err != nil {
+		t.Fatal(err)
+	}
+	next := makeRecords(60, 10, 50, 4)
+	err := w.Write(context.Background(), "t", 0, next)
+	if err == nil || !strings.Contains(err.Error(), open[0]) || !strings.Contains(err.Error(), "removed") {
+		t.Fatalf("Write after the removal: %v, want an error naming %s and the removal", err, open[0])
+	}
+	// Kafka delivers the failed batch again; a consumer restarting from an
+	// older commit delivers everything again.
+	write(t, w, "t", 0, next)
+	write(t, w, "t", 0, append(first, next...))
+	closeWriter(t, w)
+	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	checkRecords(t, got, append(first, next...))
+}
+
+// TestRemovedFolderBeforeRoll: the folder is removed while the file is open
+// and nothing more is written: the file is checked when it rolls, written
+// again and finalized, and Close says what happened.
+func TestRemovedFolderBeforeRoll(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig(dir, newRecorder())
+	w := newWriter(t, cfg)
+	recs := makeRecords(100, 30, 50, 5)
+	write(t, w, "t", 2, recs)
+	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 2)); err != nil {
+		t.Fatal(err)
+	}
+	err := w.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "removed") {
+		t.Fatalf("Close: %v, want an error saying the file was removed", err)
+	}
+	got, finals := checkPartition(t, dir, "t", 2, rolling.NamePlain, cfg.MaxSize)
+	checkRecords(t, got, recs)
+	if len(finals) != 1 || finals[0].name != "100" {
+		t.Fatalf("files %v, want one named 100", fileNames(finals))
+	}
+}
+
+// TestRemovedFileReplaced: the in-progress file alone is removed and another
+// file put at its path. The open file's records cannot be put back there:
+// the error says they are lost, naming their offsets, and they no longer
+// count as written.
+func TestRemovedFileReplaced(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig(dir, newRecorder())
+	w := newWriter(t, cfg)
+	write(t, w, "t", 0, makeRecords(0, 10, 50, 6))
+	_, open := partitionFiles(t, dir, "t", 0)
+	if len(open) != 1 {
+		t.Fatalf("in-progress %v, want one", open)
+	}
+	path := rolling.PartitionDir(dir, "t", 0) + "/" + open[0]
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("someone else's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := w.Write(context.Background(), "t", 0, makeRecords(10, 5, 50, 7))
+	if err == nil || !strings.Contains(err.Error(), "offsets 0-14") || !strings.Contains(err.Error(), "LOST") {
+		t.Fatalf("Write: %v, want an error saying offsets 0-14 are lost", err)
+	}
+	os.Remove(path)
+	// Delivered again, they are written again.
+	write(t, w, "t", 0, makeRecords(10, 5, 50, 7))
+	closeWriter(t, w)
+	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	checkRecords(t, got, makeRecords(10, 5, 50, 7))
+}
