@@ -24,6 +24,15 @@ const franzMinMetadataAge = 5 * time.Second
 // have a metadata_max_age field.
 var franzComponents = map[string]bool{"redpanda": true, "kafka_franz": true, "redpanda_common": true}
 
+// onConfigParse runs, once `run` has parsed its config and before anything
+// starts, every check of ours: the warnings first, then the refusals.
+func onConfigParse(pConf *service.ParsedConfig) error {
+	if err := warnUncommittedAtStart(pConf); err != nil {
+		return err
+	}
+	return checkConfig(pConf)
+}
+
 // checkConfig refuses, before anything runs, a config the stock components
 // accept in lint but cannot run with, naming the field and the fix.
 func checkConfig(pConf *service.ParsedConfig) error {

@@ -44,7 +44,6 @@ func main() {
 	warnUncommittedOnLint(os.Stderr, os.Args[1:])
 	v, d := buildVersion()
 	service.RunCLI(context.Background(),
-		service.CLIOptOnConfigParse(warnUncommittedAtStart),
 		service.CLIOptSetEnvironment(env),
 		service.CLIOptSetBinaryName("kafka-backup"),
 		service.CLIOptSetProductName("kafka-backup"),
@@ -54,7 +53,8 @@ func main() {
 		service.CLIOptAddCommand(verifyCommand()),
 		service.CLIOptAddCommand(lsCommand()),
 		service.CLIOptAddCommand(catCommand()),
-		service.CLIOptOnConfigParse(checkConfig),
+		// Benthos keeps one such hook: onConfigParse runs all our checks.
+		service.CLIOptOnConfigParse(onConfigParse),
 	)
 }
 
