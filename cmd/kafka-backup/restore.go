@@ -77,7 +77,7 @@ Examples:
 			&cli.BoolFlag{Name: "create-topics", Usage: "create missing target topics with the backup's partition count (broker defaults for everything else)"},
 			&cli.IntFlag{Name: "replication-factor", Value: -1, Usage: "replication factor of topics --create-topics creates; -1 is the broker's default"},
 			&cli.IntFlag{Name: "parallel", Value: 4, Usage: "partitions restored at once"},
-			&cli.StringFlag{Name: "max-batch-bytes", Value: "1MB", Usage: "largest producer batch; a record larger than this cannot be restored (keep it at most the topic's max.message.bytes); size units as in the config (1MB, 4MiB)"},
+			&cli.StringFlag{Name: "max-batch-bytes", DefaultText: "each target topic's max.message.bytes", Usage: "largest producer batch; a record larger than this, in a batch of its own, cannot be restored and stops its partition (keep it at most the target topic's max.message.bytes); size units as in the config (1MB, 4MiB)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "give up when the target acknowledges nothing for this long"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "how progress is shown on stderr: auto (a bar on a terminal, else log lines), bar, log or none"},
 
@@ -162,14 +162,16 @@ func runRestore(ctx context.Context, c *cli.Context) error {
 			cfg.Until = &t
 		}
 	}
-	mb, err := units.ParseSize(c.String("max-batch-bytes"))
-	if err != nil {
-		return fmt.Errorf("restore: --max-batch-bytes: %w", err)
+	if c.IsSet("max-batch-bytes") {
+		mb, err := units.ParseSize(c.String("max-batch-bytes"))
+		if err != nil {
+			return fmt.Errorf("restore: --max-batch-bytes: %w", err)
+		}
+		if mb < 1024 || mb > 1<<30 {
+			return fmt.Errorf("restore: --max-batch-bytes %s: give 1KiB to 1GiB", c.String("max-batch-bytes"))
+		}
+		cfg.MaxBatchBytes = int32(mb)
 	}
-	if mb < 1024 || mb > 1<<30 {
-		return fmt.Errorf("restore: --max-batch-bytes %s: give 1KiB to 1GiB", c.String("max-batch-bytes"))
-	}
-	cfg.MaxBatchBytes = int32(mb)
 	kopts, err := restore.Kafka{
 		TLS:           c.Bool("tls"),
 		TLSCAFile:     c.String("tls-ca-file"),
