@@ -54,7 +54,21 @@ corrupt batch stops its partition with an error naming the file and the byte,
 after the records before it; the other partitions go on, and restore exits
 non-zero. The summary at the end gives per partition the source offsets
 restored, gaps, duplicates skipped and errors, and how to go on after a
-failure (--partition, --from-offset).
+failure: each failed partition's advice is --topic, --partition and
+--from-offset the lowest offset the target did not acknowledge (the other
+options as before); records acknowledged above it, which going on restores
+twice, are counted.
+
+Batches are limited to each target topic's max.message.bytes, asked of the
+cluster (Kafka's default 1048588 when it cannot be asked), or to
+--max-batch-bytes. A record larger than the limit in a batch of its own is
+not sent: its partition stops there, with the advice to go on from it after
+raising the limit; --dry-run lists every such record and exits non-zero.
+
+A selection without a single final file (only in-progress files, or
+nothing) is an error: a backup finalizes at start the in-progress files its
+last run left, so start it once, then restore. Final files that the offset
+or time options leave out are not: that restore exits 0 with 0 records.
 
 Progress goes to stderr (a bar on a terminal, else a line every 5 seconds), the
 summary to stdout.
