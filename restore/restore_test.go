@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
@@ -776,5 +777,42 @@ func TestOffsetSet(t *testing.T) {
 	}
 	if n := s.countFrom(9); n != 4 {
 		t.Errorf("countFrom(9) = %d, want 4", n)
+	}
+}
+
+// TestBatchBytes checks batchBytes against franz-go itself: a record whose
+// batchBytes is the producer's limit is accepted, one byte more is refused
+// client-side, so restore stops where franz-go would refuse, not after.
+func TestBatchBytes(t *testing.T) {
+	t.Parallel()
+	brokers := cluster(t, 1, "t")
+	const limit = 20_000
+	for _, tc := range []struct {
+		extra int
+		ok    bool
+	}{{0, true}, {1, false}} {
+		r := segment.Record{Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 100),
+			Headers: []segment.Header{{Key: "h", Value: []byte("x")}, {Key: "n", Value: nil}}}
+		for i := 0; i < 5 && batchBytes(&r) != int64(limit+tc.extra); i++ { // varint widths move
+			r.Value = bytes.Repeat([]byte("v"), len(r.Value)+int(int64(limit+tc.extra)-batchBytes(&r)))
+		}
+		if got := batchBytes(&r); got != int64(limit+tc.extra) {
+			t.Fatalf("batchBytes %d, want %d", got, limit+tc.extra)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(limit), kgo.ProducerBatchCompression(kgo.NoCompression()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr := &kgo.Record{Topic: "t", Key: r.Key, Value: r.Value, Timestamp: time.UnixMilli(base)}
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = cl.ProduceSync(ctx, kr).FirstErr()
+		cancel()
+		cl.Close()
+		if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, kerr.MessageTooLarge)) {
+			t.Errorf("batchBytes %d, limit %d: produce error %v", limit+tc.extra, limit, err)
+		}
 	}
 }
