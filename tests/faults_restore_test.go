@@ -296,7 +296,10 @@ func TestFaultRestoreResume(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			c := faultCluster(t, 2, "t")
 			held, release := stallingProduce(t, c, 4)
-			args := []string{"--brokers", c.ListenAddrs()[0], "--progress", "log"}
+			// Batches of at most 100KB: the 3.3 MB take more produce requests
+			// than the 4 let through (with the default max.message.bytes, four
+			// requests of two 1MB batches could carry everything).
+			args := []string{"--brokers", c.ListenAddrs()[0], "--progress", "log", "--max-batch-bytes", "100KB"}
 			if how == "stall" {
 				args = append(args, "--stall-timeout", "3s")
 			}
