@@ -26,6 +26,7 @@ type events struct {
 	uploaded int
 	failures []string
 	errors   []string
+	warnings []string
 }
 
 func (e *events) Uploaded(string, int64, time.Duration) {
@@ -41,6 +42,12 @@ func (e *events) UploadFailed(p string, attempt int, err error) {
 }
 
 func (e *events) SpoolBytes(int64) {}
+
+func (e *events) Warn(err error) {
+	e.mu.Lock()
+	e.warnings = append(e.warnings, err.Error())
+	e.mu.Unlock()
+}
 
 func (e *events) Error(err error) {
 	e.mu.Lock()
@@ -218,7 +225,6 @@ func TestFaults(t *testing.T) {
 		"failing rename":    {FailRenames: 2},
 		"drop after rename": {DropAfterRename: 2},
 		"failing mkdir":     {FailMkdirs: 2},
-		"refused login":     {FailLogins: 2},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -237,6 +243,81 @@ func TestFaults(t *testing.T) {
 				t.Fatal("no upload failure was reported")
 			}
 		})
+	}
+}
+
+// TestRefusedLogin: a refused login is a Refusal, not an outage: the first
+// write fails naming the fields to fix, Ready fails, the error is reported
+// once, and once the server accepts the login again Ready recovers without
+// a restart and everything is uploaded.
+func TestRefusedLogin(t *testing.T) {
+	srv := ftptest.Start(t)
+	srv.Inject(ftptest.Fault{FailLogins: 1 << 20})
+	r := newRig(t, srv, nil)
+	ctx := context.Background()
+	err := r.writer.Write(ctx, "test", 0, records(0, 100))
+	var refusal *ftp.Refusal
+	if !errors.As(err, &refusal) || !strings.Contains(err.Error(), "fs.ftp.password") {
+		t.Fatalf("Write with a refused login: %v, want a *ftp.Refusal naming fs.ftp.password", err)
+	}
+	if err := r.dest.Ready(); !errors.As(err, &refusal) {
+		t.Fatalf("Ready: %v, want the refusal", err)
+	}
+	if _, err := r.dest.Persisted(ctx, "test", 1); err == nil {
+		t.Fatal("Persisted went on while the login is refused")
+	}
+	r.ev.mu.Lock()
+	errs := len(r.ev.errors)
+	r.ev.mu.Unlock()
+	if errs != 1 {
+		t.Errorf("%d errors reported, want one: %q", errs, r.ev.errors)
+	}
+	srv.Inject(ftptest.Fault{})
+	deadline := time.Now().Add(20 * time.Second)
+	for r.dest.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready still fails after the login works again: %v", r.dest.Ready())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.drain(t, records(0, 500))
+	assertAll(t, srv, 500)
+}
+
+// TestJournalOfAnotherDestination: a spool whose journal belongs to another
+// destination (another path) gets it removed with a warning, and its lines
+// never count as backed up.
+func TestJournalOfAnotherDestination(t *testing.T) {
+	srv := ftptest.Start(t)
+	spool := t.TempDir()
+	jdir := filepath.Join(spool, "test", "0")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	journal := filepath.Join(jdir, ftp.JournalName)
+	old := "# kafka-backup upload journal of ftp://u@elsewhere:21/other\n0 0-499\n"
+	if err := os.WriteFile(journal, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool })
+	r.ev.mu.Lock()
+	warnings := append([]string(nil), r.ev.warnings...)
+	r.ev.mu.Unlock()
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "elsewhere:21/other") {
+		t.Errorf("warnings %q, want one naming the other destination", warnings)
+	}
+	if _, err := os.Stat(journal); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the other destination's journal is still there (%v)", err)
+	}
+	held, err := r.dest.Persisted(context.Background(), "test", 0)
+	if err != nil || len(held) != 0 {
+		t.Fatalf("Persisted: %v, %v; want nothing held", held, err)
+	}
+	r.drain(t, records(0, 500))
+	assertAll(t, srv, 500)
+	data, err := os.ReadFile(journal)
+	if err != nil || !strings.HasPrefix(string(data), "# kafka-backup upload journal of ftp://ftptest@"+srv.Addr+"/backup/10MB\n") {
+		t.Errorf("the new journal %q (%v) does not name this destination first", data, err)
 	}
 }
 
