@@ -485,3 +485,35 @@ func TestHeldBatchesAreCut(t *testing.T) {
 		})
 	}
 }
+
+// TestTakenNameIsNeverReplaced: two instances upload a file of the same
+// name; B (offsets 0-39) checks the name (free) and its STOR is held by the
+// server while A uploads its larger file (0-99) under that name. When B's STOR ends, B must find
+// the name taken and trim its copy against A's file, not rename over it.
+func TestTakenNameIsNeverReplaced(t *testing.T) {
+	srv := ftptest.Start(t)
+	a := newRig(t, srv, func(c *ftp.Config) { c.Instance = "a"; c.MaxConnections = 1 })
+	b := newRig(t, srv, func(c *ftp.Config) { c.Instance = "b"; c.MaxConnections = 1 })
+	srv.Inject(ftptest.Fault{StallUploads: 1})
+	ctx := context.Background()
+	if err := b.writer.Write(ctx, "test", 0, records(0, 40)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.writer.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Counts().Fired.StallUploads == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("B's upload never reached the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.drain(t, records(0, 100)) // A's file 0, offsets 0-99, uploaded while B's STOR is held
+	srv.ReleaseUploads()
+	b.drain(t, nil)
+	assertAll(t, srv, 100)
+	if left := spoolFiles(t, b.spool); len(left) > 0 {
+		t.Fatalf("B's spool still holds %v", left)
+	}
+}
