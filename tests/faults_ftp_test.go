@@ -215,17 +215,22 @@ func TestFaultFTPPermanentErrors(t *testing.T) {
 			fix: func() { srv.Inject(ftptest.Fault{}) },
 		})
 	})
-	t.Run("tls-required", func(t *testing.T) {
-		t.Parallel()
-		srv := ftpd.StartVsftpd(t, ftpd.Options{TLS: true})
-		logServerOnFailure(t, srv)
-		spool := filepath.Join(t.TempDir(), "spool")
-		fs := ftpFS(srv, ftpOpts{spool: spool}) // no tls block
-		checkNotReady(t, permanentCase{
-			name: "tls-required", fs: fs, env: ftpEnv(srv), spool: spool,
-			cause: regexp.MustCompile(`level=error.*login refused.*fs\.ftp\.tls`), login: true,
+	for _, s := range realFTPServers() {
+		if !s.tls {
+			continue
+		}
+		t.Run("tls-required-"+s.name, func(t *testing.T) {
+			t.Parallel()
+			srv := s.start(t)
+			logServerOnFailure(t, srv)
+			spool := filepath.Join(t.TempDir(), "spool")
+			fs := ftpFS(srv, ftpOpts{spool: spool}) // no tls block
+			checkNotReady(t, permanentCase{
+				name: "tls-required", fs: fs, env: ftpEnv(srv), spool: spool,
+				cause: regexp.MustCompile(`level=error.*refuses kafka-backup.*fs\.ftp\.tls`), login: true,
+			})
 		})
-	})
+	}
 	t.Run("path-not-writable", func(t *testing.T) {
 		t.Parallel()
 		srv := ftpd.StartVsftpd(t, ftpd.Options{})
