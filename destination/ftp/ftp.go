@@ -5,7 +5,11 @@
 // <root>/<topic>/<partition>/, its size checked, renamed to its final name,
 // recorded in the partition's range marker, and only then deleted from the
 // spool. A failed upload is retried with backoff; the temporary file is
-// replaced, never appended to.
+// replaced, never appended to, and a final file never is. The server
+// decides what is backed up: its marker and listing, never the spool's
+// journal. A server that refuses kafka-backup for good (a *Refusal: login,
+// TLS, permission) makes the destination not ready instead of filling the
+// spool.
 package ftp
 
 import (
@@ -330,10 +334,11 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	final := path.Join(j.remote, j.name)
 	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
 
-	if taken, err := nameTaken(c, final); err != nil || taken {
-		if err != nil {
-			return err
-		}
+	taken, err := nameTaken(c, final)
+	if err != nil {
+		return err
+	}
+	if taken {
 		return d.trim(c, j, final)
 	}
 	if err := d.makeDirs(c, j.remote); err != nil {
@@ -357,10 +362,10 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	}
 	// Checked again right before the rename: RNTO replaces a file on most
 	// servers, and another instance may have taken the name meanwhile.
-	if taken, err := nameTaken(c, final); err != nil || taken {
-		if err != nil {
-			return err
-		}
+	if taken, err = nameTaken(c, final); err != nil {
+		return err
+	}
+	if taken {
 		if derr := c.Delete(tmp); derr != nil && connBroken(derr) {
 			return derr
 		}
