@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -87,7 +88,11 @@ type Destination struct {
 	closing   bool
 	active    int
 	markers   map[string]*sync.Mutex // per remote partition folder
-	refused   *Refusal               // the server's permanent refusal, while it holds
+	// recorded holds, by remote folder, the marker lines this instance
+	// wrote: every update of the folder's marker writes them all again,
+	// repairing those another instance's update replaced.
+	recorded map[string]map[string][]rolling.Range
+	refused  *Refusal // the server's permanent refusal, while it holds
 
 	workers sync.WaitGroup
 	cancel  context.CancelFunc
@@ -121,7 +126,8 @@ func New(cfg Config) (*Destination, error) {
 	if err := os.MkdirAll(cfg.Spool, 0o755); err != nil {
 		return nil, fmt.Errorf("creating spool folder %s: %w", cfg.Spool, err)
 	}
-	d := &Destination{cfg: cfg, obs: cfg.Observer, queued: map[string]bool{}, markers: map[string]*sync.Mutex{}}
+	d := &Destination{cfg: cfg, obs: cfg.Observer, queued: map[string]bool{}, markers: map[string]*sync.Mutex{},
+		recorded: map[string]map[string][]rolling.Range{}}
 	if d.obs == nil {
 		d.obs = nopObserver{}
 	}
@@ -503,17 +509,29 @@ func (d *Destination) markerLock(dir string) *sync.Mutex {
 // another instance's update replaced its own.
 const markerTries = 5
 
-// recordRanges adds files' ranges to their folder's marker: it reads the
-// marker, adds the lines, stores it under a temporary name and renames it
-// over the old one. Other instances update the same marker: after the
-// rename it reads the marker back and, when another instance's update
-// replaced its lines, does it again. A line lost all the same (two updates
+// recordRanges adds files' ranges to their folder's marker, with every line
+// this instance recorded there before: it reads the marker, adds the lines,
+// stores it under a temporary name and renames it over the old one. Other
+// instances update the same marker: after the rename it reads the marker
+// back and, when another instance's update replaced its lines, does it
+// again; and Close checks them once more. A line lost all the same (updates
 // crossing at the same moment) loses no record: readers take the offsets of
 // files the marker does not list from the files themselves.
 func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[string][]rolling.Range) error {
 	m := d.markerLock(remote)
 	m.Lock()
 	defer m.Unlock()
+	d.mu.Lock()
+	mine := d.recorded[remote]
+	if mine == nil {
+		mine = map[string][]rolling.Range{}
+		d.recorded[remote] = mine
+	}
+	for n, rs := range files {
+		mine[n] = rs
+	}
+	files = maps.Clone(mine)
+	d.mu.Unlock()
 	for range markerTries {
 		ranges, err := readMarker(c, remote)
 		if err != nil {
@@ -911,12 +929,43 @@ func (d *Destination) Close(ctx context.Context) error {
 		d.cond.Broadcast()
 		d.mu.Unlock()
 	}
+	d.settleMarkers(ctx)
 	d.cancel()
 	files, bytes := d.Pending()
 	if files > 0 {
 		return fmt.Errorf("%d files (%d bytes) are still in the spool %s: they are uploaded when kafka-backup starts again with the same spool", files, bytes, d.cfg.Spool)
 	}
 	return nil
+}
+
+// settleMarkers checks, once the uploads are over, that the markers this
+// instance updated still list its files (another instance's update may have
+// replaced them after the check that followed its own), and adds them again
+// where not. It stops when ctx ends.
+func (d *Destination) settleMarkers(ctx context.Context) {
+	d.mu.Lock()
+	remotes := make([]string, 0, len(d.recorded))
+	for r := range d.recorded {
+		remotes = append(remotes, r)
+	}
+	d.mu.Unlock()
+	if len(remotes) == 0 || ctx.Err() != nil {
+		return
+	}
+	c, err := dial(ctx, &d.cfg)
+	if err != nil {
+		return
+	}
+	defer c.Quit()
+	for _, r := range remotes {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := d.recordRanges(c, r, nil); err != nil {
+			d.obs.Warn(fmt.Errorf("checking the marker of %s at shutdown: %w; nothing is lost, files a marker does not list are read for their offsets", r, err))
+			return
+		}
+	}
 }
 
 type nopObserver struct{}

@@ -517,3 +517,47 @@ func TestTakenNameIsNeverReplaced(t *testing.T) {
 		t.Fatalf("B's spool still holds %v", left)
 	}
 }
+
+// TestMarkerAcrossInstances: two instances upload many files into one
+// folder at once, each updating the folder's marker: every file ends up
+// listed, with its offsets (an update replaced by the other instance's is
+// done again, at the next update and at Close).
+func TestMarkerAcrossInstances(t *testing.T) {
+	srv := ftptest.Start(t)
+	a := newRig(t, srv, func(c *ftp.Config) { c.Instance = "a" })
+	b := newRig(t, srv, func(c *ftp.Config) { c.Instance = "b" })
+	var wg sync.WaitGroup
+	wg.Go(func() { a.drain(t, records(0, 3000)) })
+	wg.Go(func() { b.drain(t, records(3000, 3000)) })
+	wg.Wait()
+	for _, r := range []*rig{a, b} {
+		if err := r.dest.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertAll(t, srv, 6000)
+	dir := srv.LocalPath("/backup/10MB/test/0")
+	data, err := os.ReadFile(filepath.Join(dir, ftp.MarkerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := ftp.ParseRanges(data)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	for _, e := range entries {
+		first, ok := rolling.ParseFileName(e.Name())
+		if !ok {
+			continue
+		}
+		files++
+		if rs := marker[e.Name()]; len(rs) == 0 || rs[0].First != first {
+			t.Errorf("%s: the marker lists it as %v", e.Name(), rs)
+		}
+	}
+	if files < 10 || len(marker) != files {
+		t.Errorf("%d files, the marker lists %d", files, len(marker))
+	}
+}
