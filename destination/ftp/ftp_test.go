@@ -2,6 +2,7 @@ package ftp_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -559,5 +560,20 @@ func TestMarkerAcrossInstances(t *testing.T) {
 	}
 	if files < 10 || len(marker) != files {
 		t.Errorf("%d files, the marker lists %d", files, len(marker))
+	}
+}
+
+// TestUntrustedCertificate: a server certificate the configuration does not
+// trust is a Refusal naming fs.ftp.tls.root_cas_file, not an outage.
+func TestUntrustedCertificate(t *testing.T) {
+	srv := ftptest.Start(t, ftptest.WithTLS())
+	r := newRig(t, srv, func(c *ftp.Config) { c.TLS = &tls.Config{ServerName: "127.0.0.1"} })
+	err := r.writer.Write(context.Background(), "test", 0, records(0, 10))
+	var refusal *ftp.Refusal
+	if !errors.As(err, &refusal) || !strings.Contains(err.Error(), "fs.ftp.tls.root_cas_file") {
+		t.Fatalf("Write against an untrusted certificate: %v, want a *ftp.Refusal naming fs.ftp.tls.root_cas_file", err)
+	}
+	if r.dest.Ready() == nil {
+		t.Fatal("Ready with an untrusted certificate")
 	}
 }
