@@ -51,19 +51,23 @@ type NoteKeeper interface {
 // note is left in its folder and the error returned, now and for every later
 // Write. The Writer calls it only for the first record of a run of such
 // records, so it costs one batch read per restart or rebalance, not one per
-// record.
-func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segment.Record) error {
+// record. compared is false when no stored record was found to compare
+// with.
+func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segment.Record) (compared bool, err error) {
 	stored, where, err := w.storedRecord(ctx, p, rec.Offset)
 	if err != nil {
 		if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrTorn) {
 			// verify reports the damage; the offsets the file holds are
 			// counted as held as before.
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("%s/%d: reading the stored record at offset %d to compare it with the one delivered again: %w", p.topic, p.id, rec.Offset, err)
+		return false, fmt.Errorf("%s/%d: reading the stored record at offset %d to compare it with the one delivered again: %w", p.topic, p.id, rec.Offset, err)
 	}
-	if where == "" || sameContents(&stored, rec) {
-		return nil
+	if where == "" {
+		return false, nil
+	}
+	if sameContents(&stored, rec) {
+		return true, nil
 	}
 	folders := "the folder " + p.dir
 	nk, keeps := w.cfg.Destination.(NoteKeeper)
@@ -88,7 +92,7 @@ func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segmen
 		}
 	}
 	w.obs.Refused(p.topic, p.id, refusal)
-	return refusal
+	return true, refusal
 }
 
 // loadNote refuses p when its folder holds a RecreatedNote from an earlier

@@ -188,9 +188,11 @@ type partition struct {
 	// refused, when set, is why every Write to p fails: its topic was
 	// recreated (RecreatedNote).
 	refused error
-	// runNext is the offset after the last record skipped as persisted:
-	// a record skipped at another offset starts a new run, whose first
-	// record is compared with the stored one (checkRedelivered).
+	// runNext is the offset after the last record skipped as persisted,
+	// or -1 once a record is written: a record skipped below it (or after
+	// -1) starts a new run, whose first record is compared with the stored
+	// one (checkRedelivered). Gaps up the offsets (a compacted topic) do
+	// not end a run.
 	runNext int64
 
 	f         *os.File // the open in-progress file, or nil
@@ -437,25 +439,37 @@ func (w *Writer) filter(ctx context.Context, p *partition, recs []segment.Record
 			return false, SkipOffsetFrom, nil
 		}
 		if w.written(p, r.Offset) {
-			first := r.Offset != p.runNext
+			// A run goes on up the offsets, over gaps (a compacted or
+			// transactional topic); it ends when offsets go back or a
+			// record is written.
+			first := p.runNext < 0 || r.Offset < p.runNext
 			p.runNext = r.Offset + 1
 			if first {
-				if err := w.checkRedelivered(ctx, p, r); err != nil {
-					p.runNext = -1 // compare again when retried
+				compared, err := w.checkRedelivered(ctx, p, r)
+				if err != nil || !compared {
+					// Refused: compare again when retried. Not found (an
+					// offset a batch of the old files spans but does not
+					// hold): compare the next one.
+					p.runNext = -1
+				}
+				if err != nil {
 					return false, SkipPersisted, err
 				}
 			}
 			return false, SkipPersisted, nil
 		}
+		p.runNext = -1
 		return true, "", nil
 	}
 	i := 0
+	var why SkipReason
 	for ; i < len(recs); i++ {
-		ok, _, err := keep(&recs[i])
+		ok, reason, err := keep(&recs[i])
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
+			why = reason
 			break
 		}
 	}
@@ -463,8 +477,8 @@ func (w *Writer) filter(ctx context.Context, p *partition, recs []segment.Record
 		return recs, nil
 	}
 	out := append([]segment.Record(nil), recs[:i]...)
-	skipped := map[SkipReason]int{}
-	for ; i < len(recs); i++ {
+	skipped := map[SkipReason]int{why: 1}
+	for i++; i < len(recs); i++ {
 		ok, why, err := keep(&recs[i])
 		if err != nil {
 			return nil, err
