@@ -546,7 +546,7 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 	for _, r := range ranges {
 		p.written.add(r)
 	}
-	if err := w.loadNote(p); err != nil {
+	if err := w.loadNote(ctx, p); err != nil {
 		return err
 	}
 	p.loaded = true

@@ -218,7 +218,7 @@ func TestFaults(t *testing.T) {
 		"failing rename":    {FailRenames: 2},
 		"drop after rename": {DropAfterRename: 2},
 		"failing mkdir":     {FailMkdirs: 2},
-		"refused login":     {FailLogins: 2},
+		"refused login":     {FailLogins: 3}, // Persisted's, the recreated note's, an upload's
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
