@@ -159,8 +159,8 @@ func formatMillis(ms int64) string {
 
 // storedRecord returns the record at off as p's files hold it, and where it
 // was found ("" when it was not): the open file, a rolled file waiting for
-// the destination, a final file in p's folder (the few named at or below
-// off), or, through a RecordSource, the destination.
+// the destination, a final file in p's folder (those named at or below off,
+// nearest first), or, through a RecordSource, the destination.
 func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (segment.Record, string, error) {
 	var paths []string
 	if p.f != nil && covers(p.cur.Ranges, off) {
@@ -185,8 +185,11 @@ func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (seg
 			below = append(below, named{e.Name(), first})
 		}
 	}
+	// Nearest first: the record is almost always in the file named just
+	// below it; when files interleave (a writer fed out of order), in one
+	// named further below.
 	sort.Slice(below, func(i, j int) bool { return below[i].first > below[j].first })
-	for _, n := range below[:min(3, len(below))] {
+	for _, n := range below {
 		paths = append(paths, filepath.Join(p.dir, n.name))
 	}
 	for _, path := range paths {

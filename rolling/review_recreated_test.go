@@ -3,12 +3,14 @@ package rolling_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -127,5 +129,28 @@ func TestRecreatedTopicOverCompactedBackup(t *testing.T) {
 	closeWriter(t, w2)
 	if !errors.Is(err, rolling.ErrRecreated) {
 		t.Fatalf("Write of the recreated topic's offsets 1-100: %v, want ErrRecreated (skipped as persisted: %d records)", err, obs.skippedFor("r", 0, rolling.SkipPersisted))
+	}
+}
+
+// TestRecreatedTopicOverInterleavedBackup: the old backup's files
+// interleave (kafka_franz with max_in_flight > 1): file 0 holds 0-9 and
+// 50-59, files 10 to 40 the offsets between. The new topic's records at
+// 50-59 differ from file 0's: the partition must be refused, however many
+// files are named between the one holding the offset and the offset.
+func TestRecreatedTopicOverInterleavedBackup(t *testing.T) {
+	dir := t.TempDir()
+	old := makeRecords(0, 60, 50, 61)
+	backuptest.WriteSegment(t, dir, "r", 0, "0", append(append([]segment.Record(nil), old[:10]...), old[50:]...), 10, segment.None)
+	for f := 10; f < 50; f += 10 {
+		backuptest.WriteSegment(t, dir, "r", 0, fmt.Sprint(f), old[f:f+10], 10, segment.None)
+	}
+	cfg := baseConfig(dir, newRecorder())
+	obs := newRecorder()
+	w := newWriter(t, restarted(cfg, "test-2", obs))
+	fresh := makeRecords(50, 10, 50, 62)
+	err := w.Write(context.Background(), "r", 0, fresh)
+	closeWriter(t, w)
+	if !errors.Is(err, rolling.ErrRecreated) {
+		t.Fatalf("Write of the recreated topic's offsets 50-59: %v, want ErrRecreated (skipped as persisted: %d records)", err, obs.skippedFor("r", 0, rolling.SkipPersisted))
 	}
 }
