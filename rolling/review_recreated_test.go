@@ -154,3 +154,27 @@ func TestRecreatedTopicOverInterleavedBackup(t *testing.T) {
 		t.Fatalf("Write of the recreated topic's offsets 50-59: %v, want ErrRecreated (skipped as persisted: %d records)", err, obs.skippedFor("r", 0, rolling.SkipPersisted))
 	}
 }
+
+// claimingDest says it holds offsets 0-999 but finds none of their records
+// (a spool journal or a marker naming files the server no longer has).
+type claimingDest struct{ remoteDest }
+
+func (d *claimingDest) Persisted(context.Context, string, int32) ([]rolling.Range, error) {
+	return []rolling.Range{{First: 0, Last: 999}}, nil
+}
+
+// TestRedeliveryNotFoundIsBounded: records delivered again at offsets the
+// destination claims but whose stored copies it cannot find are compared a
+// bounded number of times per run, not once per record (a connection, a
+// listing and a download each over FTP).
+func TestRedeliveryNotFoundIsBounded(t *testing.T) {
+	dest := &claimingDest{remoteDest{root: t.TempDir()}}
+	cfg := baseConfig(t.TempDir(), newRecorder())
+	cfg.Destination = dest
+	w := newWriter(t, cfg)
+	writeChunks(t, w, "r", 0, makeRecords(0, 400, 100, 71), 72)
+	closeWriter(t, w)
+	if n := dest.reads.Load(); n > 20 {
+		t.Errorf("the stored records were looked for %d times for one run of 400 records, want a few", n)
+	}
+}

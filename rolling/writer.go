@@ -194,6 +194,9 @@ type partition struct {
 	// one (checkRedelivered). Gaps up the offsets (a compacted topic) do
 	// not end a run.
 	runNext int64
+	// unfound counts the records of the run looked for in vain, up to
+	// maxUnfound.
+	unfound int
 
 	f         *os.File // the open in-progress file, or nil
 	cur       File
@@ -428,6 +431,11 @@ func (w *Writer) fail(p *partition, err error) error {
 	return err
 }
 
+// maxUnfound bounds the records of a run delivered again that filter looks
+// for in the stored files without finding them, before it takes the run as
+// the stored one.
+const maxUnfound = 16
+
 // filter drops records below offset_from and records already in a file. It
 // returns recs itself when it keeps them all. The first record of each run of
 // records already in a file is compared with the stored one
@@ -446,14 +454,22 @@ func (w *Writer) filter(ctx context.Context, p *partition, recs []segment.Record
 			p.runNext = r.Offset + 1
 			if first {
 				compared, err := w.checkRedelivered(ctx, p, r)
-				if err != nil || !compared {
-					// Refused: compare again when retried. Not found (an
-					// offset a batch of the old files spans but does not
-					// hold): compare the next one.
-					p.runNext = -1
-				}
-				if err != nil {
+				switch {
+				case err != nil:
+					p.runNext = -1 // refused: compare again when retried
 					return false, SkipPersisted, err
+				case compared:
+					p.unfound = 0
+				case p.unfound < maxUnfound:
+					// Not found (an offset a batch of the old files spans
+					// but does not hold: compacted away): compare the next.
+					p.unfound++
+					p.runNext = -1
+				default:
+					// The destination claims offsets it cannot show: the
+					// rest of the run is not compared, as a look-up per
+					// record would cost a download each over FTP.
+					p.unfound = 0
 				}
 			}
 			return false, SkipPersisted, nil
