@@ -340,7 +340,8 @@ func (in *backupInput) readError(ps *inPartState, err error) error {
 		return fmt.Errorf("kafka_backup input: %s/%d: %w", ps.topic, ps.partition, err)
 	}
 	where := fmt.Sprintf("%s/%s/%d/%s", strings.TrimSuffix(in.src.String(), "/"), ps.topic, ps.partition, re.File)
-	if errors.Is(err, fs.ErrNotExist) {
+	gone := errors.Is(err, fs.ErrNotExist)
+	if gone && re.Position < 0 {
 		in.log.Warnf("kafka_backup input: %s: gone since the folder was listed: skipped", where)
 		return nil
 	}
@@ -349,7 +350,12 @@ func (in *backupInput) readError(ps *inPartState, err error) error {
 		pos = fmt.Sprintf(" byte %d:", re.Position)
 	}
 	after := fmt.Sprintf("offsets up to %d of the partition were emitted", ps.high)
-	if !tree.Damaged(err) {
+	if gone {
+		// Deleted after part of it was read (the reader opens a file
+		// again at a batch when files interleave): the rest of it is lost
+		// to this replay, as with a damaged batch.
+		after = fmt.Sprintf("deleted while it was being read, its records from there on were not emitted; %s", after)
+	} else if !tree.Damaged(err) {
 		// A read that failed: the next read opens the file again at that
 		// batch.
 		return fmt.Errorf("kafka_backup input: %s:%s %w (%s; the file is read again from there)", where, pos, re.Err, after)

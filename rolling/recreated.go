@@ -43,7 +43,17 @@ type NoteKeeper interface {
 	Folder(topic string, partition int32) string
 	// KeepNote stores note as RecreatedNote in the partition's folder.
 	KeepNote(ctx context.Context, topic string, partition int32, note []byte) error
+	// Note returns the RecreatedNote of the partition's folder, and false
+	// when it has none.
+	Note(ctx context.Context, topic string, partition int32) ([]byte, bool, error)
 }
+
+// sourceError is an error of a RecordSource (a server that cannot be
+// reached), as opposed to one reading a local file.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
 
 // checkRedelivered compares rec, delivered again at an offset p's files hold
 // already, with the stored record. A different record means the offsets
@@ -51,19 +61,31 @@ type NoteKeeper interface {
 // note is left in its folder and the error returned, now and for every later
 // Write. The Writer calls it only for the first record of a run of such
 // records, so it costs one batch read per restart or rebalance, not one per
-// record.
-func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segment.Record) error {
+// record. compared is false when no stored record was found to compare
+// with.
+func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segment.Record) (compared bool, err error) {
 	stored, where, err := w.storedRecord(ctx, p, rec.Offset)
 	if err != nil {
 		if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrTorn) {
 			// verify reports the damage; the offsets the file holds are
 			// counted as held as before.
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("%s/%d: reading the stored record at offset %d to compare it with the one delivered again: %w", p.topic, p.id, rec.Offset, err)
+		err = fmt.Errorf("%s/%d: reading the stored record at offset %d to compare it with the one delivered again: %w", p.topic, p.id, rec.Offset, err)
+		var se *sourceError
+		if errors.As(err, &se) {
+			// The destination cannot be reached: backing up goes on into
+			// the spool, as Persisted does; the run is not compared.
+			w.obs.Error(fmt.Errorf("%w; the records delivered again from it are skipped as persisted without the check that the topic was not recreated", err))
+			return true, nil
+		}
+		return false, err
 	}
-	if where == "" || sameContents(&stored, rec) {
-		return nil
+	if where == "" {
+		return false, nil
+	}
+	if sameContents(&stored, rec) {
+		return true, nil
 	}
 	folders := "the folder " + p.dir
 	nk, keeps := w.cfg.Destination.(NoteKeeper)
@@ -88,21 +110,36 @@ func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segmen
 		}
 	}
 	w.obs.Refused(p.topic, p.id, refusal)
-	return refusal
+	return true, refusal
 }
 
-// loadNote refuses p when its folder holds a RecreatedNote from an earlier
-// run.
-func (w *Writer) loadNote(p *partition) error {
-	data, err := os.ReadFile(filepath.Join(p.dir, RecreatedNote))
+// loadNote refuses p when its folder, or its folder at the destination (a
+// NoteKeeper), holds a RecreatedNote from an earlier run.
+func (w *Writer) loadNote(ctx context.Context, p *partition) error {
+	where := filepath.Join(p.dir, RecreatedNote)
+	data, err := os.ReadFile(where)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+		nk, ok := w.cfg.Destination.(NoteKeeper)
+		if !ok {
+			return nil
+		}
+		var found bool
+		data, found, err = nk.Note(ctx, p.topic, p.id)
+		if err != nil {
+			// The destination cannot be reached: go on with what the
+			// spool knows, as Persisted does.
+			w.obs.Error(fmt.Errorf("%s/%d: reading %s in %s: %w; going on without it", p.topic, p.id, RecreatedNote, nk.Folder(p.topic, p.id), err))
+			return nil
+		}
+		if !found {
+			return nil
+		}
+		where = nk.Folder(p.topic, p.id) + "/" + RecreatedNote
+	} else if err != nil {
 		return fmt.Errorf("%s/%d: reading %s: %w", p.topic, p.id, RecreatedNote, err)
 	}
 	p.refused = fmt.Errorf("%s/%d: %w: %s says so (%s). Once the old backup is moved out of the backup location, delete %s and start again",
-		p.topic, p.id, ErrRecreated, filepath.Join(p.dir, RecreatedNote), bytes.TrimSpace(data), RecreatedNote)
+		p.topic, p.id, ErrRecreated, where, bytes.TrimSpace(data), RecreatedNote)
 	w.obs.Refused(p.topic, p.id, p.refused)
 	return nil
 }
@@ -122,8 +159,8 @@ func formatMillis(ms int64) string {
 
 // storedRecord returns the record at off as p's files hold it, and where it
 // was found ("" when it was not): the open file, a rolled file waiting for
-// the destination, a final file in p's folder (the few named at or below
-// off), or, through a RecordSource, the destination.
+// the destination, a final file in p's folder (those named at or below off,
+// nearest first), or, through a RecordSource, the destination.
 func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (segment.Record, string, error) {
 	var paths []string
 	if p.f != nil && covers(p.cur.Ranges, off) {
@@ -148,8 +185,11 @@ func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (seg
 			below = append(below, named{e.Name(), first})
 		}
 	}
+	// Nearest first: the record is almost always in the file named just
+	// below it; when files interleave (a writer fed out of order), in one
+	// named further below.
 	sort.Slice(below, func(i, j int) bool { return below[i].first > below[j].first })
-	for _, n := range below[:min(3, len(below))] {
+	for _, n := range below {
 		paths = append(paths, filepath.Join(p.dir, n.name))
 	}
 	for _, path := range paths {
@@ -163,8 +203,11 @@ func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (seg
 	}
 	if src, ok := w.cfg.Destination.(RecordSource); ok {
 		rec, ok, err := src.StoredRecord(ctx, p.topic, p.id, off)
-		if err != nil || !ok {
-			return segment.Record{}, "", err
+		if err != nil {
+			return segment.Record{}, "", &sourceError{err}
+		}
+		if !ok {
+			return segment.Record{}, "", nil
 		}
 		where := "the destination's files"
 		if nk, ok := w.cfg.Destination.(NoteKeeper); ok {

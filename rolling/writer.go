@@ -190,10 +190,15 @@ type partition struct {
 	// refused, when set, is why every Write to p fails: its topic was
 	// recreated (RecreatedNote).
 	refused error
-	// runNext is the offset after the last record skipped as persisted:
-	// a record skipped at another offset starts a new run, whose first
-	// record is compared with the stored one (checkRedelivered).
+	// runNext is the offset after the last record skipped as persisted,
+	// or -1 once a record is written: a record skipped below it (or after
+	// -1) starts a new run, whose first record is compared with the stored
+	// one (checkRedelivered). Gaps up the offsets (a compacted topic) do
+	// not end a run.
 	runNext int64
+	// unfound counts the records of the run looked for in vain, up to
+	// maxUnfound.
+	unfound int
 
 	f         *os.File // the open in-progress file, or nil
 	fID       fileID   // f's device and inode, for checkOnDisk
@@ -445,6 +450,11 @@ func (w *Writer) fail(p *partition, err error) error {
 	return err
 }
 
+// maxUnfound bounds the records of a run delivered again that filter looks
+// for in the stored files without finding them, before it takes the run as
+// the stored one.
+const maxUnfound = 16
+
 // filter drops records below offset_from and records already in a file. It
 // returns recs itself when it keeps them all. The first record of each run of
 // records already in a file is compared with the stored one
@@ -456,25 +466,45 @@ func (w *Writer) filter(ctx context.Context, p *partition, recs []segment.Record
 			return false, SkipOffsetFrom, nil
 		}
 		if w.written(p, r.Offset) {
-			first := r.Offset != p.runNext
+			// A run goes on up the offsets, over gaps (a compacted or
+			// transactional topic); it ends when offsets go back or a
+			// record is written.
+			first := p.runNext < 0 || r.Offset < p.runNext
 			p.runNext = r.Offset + 1
 			if first {
-				if err := w.checkRedelivered(ctx, p, r); err != nil {
-					p.runNext = -1 // compare again when retried
+				compared, err := w.checkRedelivered(ctx, p, r)
+				switch {
+				case err != nil:
+					p.runNext = -1 // refused: compare again when retried
 					return false, SkipPersisted, err
+				case compared:
+					p.unfound = 0
+				case p.unfound < maxUnfound:
+					// Not found (an offset a batch of the old files spans
+					// but does not hold: compacted away): compare the next.
+					p.unfound++
+					p.runNext = -1
+				default:
+					// The destination claims offsets it cannot show: the
+					// rest of the run is not compared, as a look-up per
+					// record would cost a download each over FTP.
+					p.unfound = 0
 				}
 			}
 			return false, SkipPersisted, nil
 		}
+		p.runNext = -1
 		return true, "", nil
 	}
 	i := 0
+	var why SkipReason
 	for ; i < len(recs); i++ {
-		ok, _, err := keep(&recs[i])
+		ok, reason, err := keep(&recs[i])
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
+			why = reason
 			break
 		}
 	}
@@ -482,8 +512,8 @@ func (w *Writer) filter(ctx context.Context, p *partition, recs []segment.Record
 		return recs, nil
 	}
 	out := append([]segment.Record(nil), recs[:i]...)
-	skipped := map[SkipReason]int{}
-	for ; i < len(recs); i++ {
+	skipped := map[SkipReason]int{why: 1}
+	for i++; i < len(recs); i++ {
 		ok, why, err := keep(&recs[i])
 		if err != nil {
 			return nil, err
@@ -551,7 +581,7 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 	for _, r := range ranges {
 		p.written.add(r)
 	}
-	if err := w.loadNote(p); err != nil {
+	if err := w.loadNote(ctx, p); err != nil {
 		return err
 	}
 	p.loaded = true

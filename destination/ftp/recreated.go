@@ -140,3 +140,29 @@ func (d *Destination) KeepNote(ctx context.Context, topic string, partition int3
 	}
 	return nil
 }
+
+// Note implements rolling.NoteKeeper: it returns the rolling.RecreatedNote
+// of the partition's folder on the server, and false when there is none.
+func (d *Destination) Note(ctx context.Context, topic string, partition int32) ([]byte, bool, error) {
+	c, err := dial(ctx, &d.cfg)
+	if err != nil {
+		return nil, false, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
+	}
+	defer c.Quit()
+	p := path.Join(d.remoteDir(topic, partition), rolling.RecreatedNote)
+	resp, err := c.Retr(p)
+	if err != nil {
+		if connBroken(err) {
+			return nil, false, err
+		}
+		return nil, false, nil // no note
+	}
+	data, err := io.ReadAll(io.LimitReader(resp, 64<<10))
+	if cerr := resp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return data, true, nil
+}
