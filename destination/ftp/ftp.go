@@ -438,7 +438,7 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 // name of its first offset. done is true when nothing is left.
 func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
 	spoolDir := filepath.Dir(j.local)
-	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
+	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges, Bytes: j.size}
 	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
 		func(name string) string { return filepath.Join(spoolDir, name) })
 	if err != nil {

@@ -1,14 +1,17 @@
 package ftp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
 	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
 
@@ -24,8 +27,13 @@ func TestRedeliveryDuringOutageGoesOn(t *testing.T) {
 	r1.drain(t, records(0, 1000))
 	srv.Stop()
 	r2 := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool; c.Instance = "test-2" })
-	if err := r2.writer.Write(context.Background(), "test", 0, records(900, 200)); err != nil {
-		t.Fatalf("Write of records 900-1099 (900-999 delivered again) while the server is down: %v", err)
+	// Delivered again, then new (in two writes: a batch partly held on the
+	// server is kept whole, which would put its held offsets in two files).
+	if err := r2.writer.Write(context.Background(), "test", 0, records(900, 100)); err != nil {
+		t.Fatalf("Write of records 900-999 (delivered again) while the server is down: %v", err)
+	}
+	if err := r2.writer.Write(context.Background(), "test", 0, records(1000, 100)); err != nil {
+		t.Fatalf("Write of records 1000-1099 while the server is down: %v", err)
 	}
 	srv.Restart()
 	r2.drain(t, nil)
@@ -57,5 +65,57 @@ func TestRecreatedNoteOnServerRefusesWithNewSpool(t *testing.T) {
 	err := r3.writer.Write(context.Background(), "test", 0, records(1000, 100))
 	if !errors.Is(err, rolling.ErrRecreated) {
 		t.Fatalf("Write to the partition the server's note refuses, from a new spool: %v, want ErrRecreated", err)
+	}
+}
+
+// TestPartlyHeldBatchUploads: a spool file whose batch is only partly held
+// on the server (written during an outage, when what the server holds could
+// not be read) is kept whole and uploaded. Its size was lost on the way
+// (taken as 0), and the upload was retried forever: "has 6580 bytes on the
+// server, 0 were sent".
+func TestPartlyHeldBatchUploads(t *testing.T) {
+	srv := ftptest.Start(t)
+	spool := t.TempDir()
+	r1 := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool })
+	r1.drain(t, records(0, 1000))
+	srv.Stop()
+	r2 := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool; c.Instance = "test-2" })
+	if err := r2.writer.Write(context.Background(), "test", 0, records(900, 200)); err != nil {
+		t.Fatalf("Write of records 900-1099 while the server is down: %v", err)
+	}
+	srv.Restart()
+	r2.drain(t, nil)
+	seen := map[int64]bool{}
+	dir := srv.LocalPath("/backup/10MB/test/0")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, ok := rolling.ParseFileName(e.Name()); !ok {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd := segment.NewReader(bytes.NewReader(data))
+		for {
+			b, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", e.Name(), err)
+			}
+			for o := b.BaseOffset; o <= b.LastOffset; o++ {
+				seen[o] = true
+			}
+		}
+	}
+	for o := int64(0); o < 1100; o++ {
+		if !seen[o] {
+			t.Fatalf("offset %d is not on the server", o)
+		}
 	}
 }
