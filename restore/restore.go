@@ -450,6 +450,8 @@ type partState struct {
 	started  bool        // --since reached
 	cut      error       // what stopped the partition before its end: re-running goes on (interrupted, stalled, a record too large)
 	cutCause error       // the run's context's cause, when that stopped it
+	nextFile int64       // after a torn or corrupt batch: the first offset of the partition's next file, where to go on
+	hasNext  bool        // nextFile is set
 
 	mu       sync.Mutex
 	prodErr  error // produce error of the lowest offset
@@ -758,7 +760,32 @@ func (r *run) readError(ps *partState, err error) error {
 	if re.After >= 0 {
 		where += fmt.Sprintf(" (after offset %d of the file)", re.After)
 	}
-	return fmt.Errorf("%s: %w; %s", where, re.Err, after)
+	return fmt.Errorf("%s: %w; %s; %s", where, re.Err, after, r.pastDamage(ps, re))
+}
+
+// pastDamage says where a partition stopped by a batch that cannot be read
+// goes on: nothing after that batch in its file can be read, so at the
+// partition's next file, the offsets between them lost unless another copy
+// (an overlapping file, another backup) holds them. It keeps that offset
+// for the summary's Resume.
+func (r *run) pastDamage(ps *partState, re *tree.ReadError) string {
+	last := max(ps.seen.max(), re.After)
+	next := int64(-1)
+	for _, f := range ps.part.Files {
+		if f.Name != re.File && f.FirstOffset > last && (next < 0 || f.FirstOffset < next) {
+			next = f.FirstOffset
+		}
+	}
+	if next < 0 {
+		return "the rest of that file cannot be read, and no later file of this partition holds more"
+	}
+	ps.nextFile, ps.hasNext = next, true
+	lost := fmt.Sprintf("offset %d is", last+1)
+	if next-1 > last+1 {
+		lost = fmt.Sprintf("offsets %d-%d are", last+1, next-1)
+	}
+	return fmt.Sprintf("the rest of that file cannot be read: %s lost unless another copy holds them; to go on with the partition's next file, restore it again with --topic %s --partition %d --from-offset %d, the other options as before",
+		lost, ps.sum.Topic, ps.sum.Partition, next)
 }
 
 func fmtMillis(ms int64) string {
@@ -937,6 +964,9 @@ func (ps *partState) finish(cfg *Config) {
 		why = append(why, fmt.Sprintf("%s handed to the producer not acknowledged (the target may or may not hold them)", plural(unackedN, "record")))
 	}
 	if len(why) == 0 {
+		if ps.hasNext {
+			ps.sum.Resume = ps.nextFile // past a torn or corrupt batch (readError said so)
+		}
 		return
 	}
 	if resume < 0 && ps.seen.max() >= 0 {

@@ -498,8 +498,14 @@ func TestCorrupt(t *testing.T) {
 		!strings.Contains(e0.Error(), "restored up to offset 4") {
 		t.Errorf("t/0: %v", e0)
 	}
+	// Every failed partition gets advice: past the damage, the next file.
+	if e0 == nil || !strings.Contains(e0.Error(), "offsets 5-9 are lost unless another copy holds them") ||
+		!strings.Contains(e0.Error(), "--topic t --partition 0 --from-offset 10") || part(t, sum, "t", 0).Resume != 10 {
+		t.Errorf("t/0: no advice to go on at the next file (offset 10): %v (resume %d)", e0, part(t, sum, "t", 0).Resume)
+	}
 	e1 := part(t, sum, "t", 1).Err
-	if e1 == nil || !errors.Is(e1, segment.ErrTorn) || !strings.Contains(e1.Error(), fmt.Sprintf("t/1/0: byte %d", secondBatch)) {
+	if e1 == nil || !errors.Is(e1, segment.ErrTorn) || !strings.Contains(e1.Error(), fmt.Sprintf("t/1/0: byte %d", secondBatch)) ||
+		!strings.Contains(e1.Error(), "no later file of this partition") {
 		t.Errorf("t/1: %v", e1)
 	}
 	if !strings.Contains(err.Error(), "t/0:") || !strings.Contains(err.Error(), "t/1:") {
