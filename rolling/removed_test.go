@@ -2,9 +2,11 @@ package rolling_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafka-backup/kafka-backup/rolling"
 )
@@ -97,4 +99,58 @@ func TestRemovedFileReplaced(t *testing.T) {
 	closeWriter(t, w)
 	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, makeRecords(10, 5, 50, 7))
+}
+
+// TestRemovedFolderFinalFilesReported: the partition's folder is removed
+// while no file is open, with acknowledged records in its final files only.
+// Those records are gone from the backup for good (Kafka will not deliver
+// them again): the next Write must say so, naming their offsets, instead of
+// making the folder again in silence.
+func TestRemovedFolderFinalFilesReported(t *testing.T) {
+	dir := t.TempDir()
+	obs := newRecorder()
+	cfg := baseConfig(dir, obs)
+	cfg.MaxSize = 1024
+	cfg.IdleTimeout = 20 * time.Millisecond
+	w := newWriter(t, cfg)
+	write(t, w, "t", 0, makeRecords(0, 60, 50, 3))
+	eventually(t, "the open file to roll", func() bool {
+		_, open := partitionFiles(t, dir, "t", 0)
+		return len(open) == 0
+	})
+	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 0)); err != nil {
+		t.Fatal(err)
+	}
+	err := w.Write(context.Background(), "t", 0, makeRecords(60, 10, 50, 4))
+	all := errors.Join(append(obs.errors(), err)...)
+	if all == nil || !strings.Contains(all.Error(), "LOST") || !strings.Contains(all.Error(), "0-") {
+		t.Fatalf("Write after the removal of the folder holding final files of offsets 0-59: errors %v, want one saying those offsets are lost", all)
+	}
+}
+
+// TestRemovedFolderOpenAndFinalReported: as TestRemovedFolderWhileWriting,
+// the folder is removed with records in final files and in the open file:
+// the error must also name the final files' offsets as lost, not only say the
+// open file's records were saved.
+func TestRemovedFolderOpenAndFinalReported(t *testing.T) {
+	dir := t.TempDir()
+	obs := newRecorder()
+	cfg := baseConfig(dir, obs)
+	cfg.MaxSize = 1024
+	w := newWriter(t, cfg)
+	write(t, w, "t", 0, makeRecords(0, 60, 50, 3))
+	finals, open := partitionFiles(t, dir, "t", 0)
+	if len(finals) == 0 || len(open) != 1 {
+		t.Fatalf("%d final files and in-progress %v, want some and one", len(finals), open)
+	}
+	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 0)); err != nil {
+		t.Fatal(err)
+	}
+	err := w.Write(context.Background(), "t", 0, makeRecords(60, 10, 50, 4))
+	if err == nil || !strings.Contains(err.Error(), "LOST") || !strings.Contains(err.Error(), "offsets 0-") {
+		t.Fatalf("Write: %v, want an error saying the final files' offsets from 0 on are lost", err)
+	}
+	if testing.Verbose() {
+		t.Log(err)
+	}
 }

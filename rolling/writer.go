@@ -565,7 +565,7 @@ func (w *Writer) open(ctx context.Context, p *partition, first int64, now time.T
 	if errors.Is(err, os.ErrNotExist) {
 		// The partition's folder was removed since it was made: what the
 		// destination holds is not what was read when it was first seen.
-		if rerr := w.reload(ctx, p); rerr != nil {
+		if rerr := w.reload(ctx, p, nil); rerr != nil {
 			return rerr
 		}
 		f, id, err = createLocked(path)
@@ -632,7 +632,11 @@ func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
 	} else {
 		lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
 	}
-	if rerr := w.reload(ctx, p); rerr != nil {
+	var said []Range // offsets already named as lost
+	if p.f == nil {
+		said = p.cur.Ranges
+	}
+	if rerr := w.reload(ctx, p, said); rerr != nil {
 		lost = errors.Join(lost, rerr)
 	}
 	return lost
@@ -668,8 +672,10 @@ func (w *Writer) saveRemoved(p *partition) error {
 // reload forgets which offsets of p are in files and reads it again from
 // what is on disk: the destination's final files, the open file and the
 // rolled files waiting to be published that are still there. It makes the
-// partition's folder again if it is gone.
-func (w *Writer) reload(ctx context.Context, p *partition) error {
+// partition's folder again if it is gone. Offsets that counted as written and
+// are no longer on disk were acknowledged: Kafka does not deliver them again,
+// so the error names them as lost, except those in said, already named.
+func (w *Writer) reload(ctx context.Context, p *partition, said []Range) error {
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return fmt.Errorf("making the folder of %s/%d again: %w", p.topic, p.id, err)
 	}
@@ -687,9 +693,11 @@ func (w *Writer) reload(ctx context.Context, p *partition) error {
 		}
 	}
 	var errs []error
+	var removed []File
 	left := p.unpubl[:0]
 	for _, f := range p.unpubl {
 		if _, err := os.Stat(f.Path); err != nil {
+			removed = append(removed, f)
 			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d are LOST from the backup: %w", f.Path, f.Name, rangesString(f.Ranges), p.topic, p.id, err))
 			continue
 		}
@@ -699,6 +707,20 @@ func (w *Writer) reload(ctx context.Context, p *partition) error {
 		left = append(left, f)
 	}
 	p.unpubl = left
+	known := written // what is on disk, and what was said to be lost already
+	known.r = append([]Range(nil), written.r...)
+	for _, r := range said {
+		known.add(r)
+	}
+	for _, f := range removed {
+		for _, r := range f.Ranges {
+			known.add(r)
+		}
+	}
+	if gone := p.written.minus(known); len(gone) > 0 {
+		errs = append(errs, fmt.Errorf("offsets %s of %s/%d, acknowledged, were in final files that are no longer at the destination (%s was removed): they are LOST from the backup, and Kafka will not deliver them again; restore them from another copy, or reset the consumer group to re-read them if the topic still holds them",
+			rangesString(gone), p.topic, p.id, p.dir))
+	}
 	p.written = written
 	return errors.Join(errs...)
 }
