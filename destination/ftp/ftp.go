@@ -270,9 +270,28 @@ func (d *Destination) worker(ctx context.Context) {
 	}
 }
 
+// errSpoolFileGone is wrapped by the error of an upload whose spool file
+// was removed (a cleanup job deleted the spool folder) before it reached the
+// server: it is not retried.
+var errSpoolFileGone = errors.New("the spool file was removed before it was uploaded")
+
 // done records the outcome of one upload attempt.
 func (d *Destination) done(j *job, err error, took time.Duration) {
 	remote := path.Join(j.remote, j.name)
+	if errors.Is(err, errSpoolFileGone) {
+		// Retrying cannot bring it back; the job would hold its bytes in
+		// the spool's count, and readiness with them, forever.
+		d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
+			"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.active--
+		delete(d.queued, j.local)
+		d.spool -= j.size
+		d.obs.SpoolBytes(d.spool)
+		d.cond.Broadcast()
+		return
+	}
 	if err == nil {
 		d.obs.Uploaded(remote, j.size, took)
 	} else {
@@ -320,6 +339,9 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 			return err
 		}
 		f, err := os.Open(j.local)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %w", errSpoolFileGone, err)
+		}
 		if err != nil {
 			return fmt.Errorf("opening spool file: %w", err)
 		}

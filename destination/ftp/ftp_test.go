@@ -404,3 +404,41 @@ func TestHeldBatchesAreCut(t *testing.T) {
 		})
 	}
 }
+
+// TestSpoolFolderRemovedWhileQueued: files rolled while the server is down
+// wait in the spool; a cleanup job deletes the spool's partition folder.
+// Their records are lost (said loudly), but the uploads of files that no
+// longer exist must not be retried forever, holding the spool's byte count
+// (and so readiness) hostage.
+func TestSpoolFolderRemovedWhileQueued(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, nil)
+	srv.Stop()
+	if err := r.writer.Write(context.Background(), "test", 0, records(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := r.dest.Pending(); files == 0 {
+		t.Fatal("nothing queued")
+	}
+	if err := os.RemoveAll(filepath.Join(r.spool, "test", "0")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, bytes := r.dest.Pending()
+		if files == 0 && bytes == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files (%d bytes) still pending after their spool folder was removed; failures: %q", files, bytes, r.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.ev.mu.Lock()
+	said := strings.Join(r.ev.errors, "\n")
+	r.ev.mu.Unlock()
+	if !strings.Contains(said, "LOST") {
+		t.Fatalf("errors %q, want one saying the removed spool files' records are lost", said)
+	}
+}
