@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/destination/local"
 	"github.com/kafka-backup/kafka-backup/rolling"
 )
 
@@ -152,5 +153,38 @@ func TestRemovedFolderOpenAndFinalReported(t *testing.T) {
 	}
 	if testing.Verbose() {
 		t.Log(err)
+	}
+}
+
+// removingDest is local.New with a Publish that first removes the partition
+// folder, once: a cleanup job running between the check before a roll and
+// the rename.
+type removingDest struct {
+	*local.Destination
+	dir  string
+	done bool
+}
+
+func (d *removingDest) Publish(ctx context.Context, f rolling.File) error {
+	if !d.done {
+		d.done = true
+		os.RemoveAll(d.dir)
+	}
+	return d.Destination.Publish(ctx, f)
+}
+
+// TestRemovedFolderDuringRoll: the folder is removed after the file was
+// checked and before it is renamed. The rename fails; the file is gone, so
+// retrying cannot succeed: the Writer must say its records are lost instead
+// of retrying for ever with a bare "no such file".
+func TestRemovedFolderDuringRoll(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig(dir, newRecorder())
+	cfg.Destination = &removingDest{Destination: local.New(dir), dir: rolling.PartitionDir(dir, "t", 0)}
+	w := newWriter(t, cfg)
+	write(t, w, "t", 0, makeRecords(0, 30, 50, 5))
+	err := w.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "LOST") || !strings.Contains(err.Error(), "0-29") {
+		t.Fatalf("Close: %v, want an error saying offsets 0-29 are lost", err)
 	}
 }

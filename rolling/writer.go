@@ -802,6 +802,12 @@ func (w *Writer) retry(ctx context.Context, p *partition, now time.Time) error {
 	var errs []error
 	left := p.unpubl[:0]
 	for _, f := range p.unpubl {
+		if _, err := os.Stat(f.Path); errors.Is(err, os.ErrNotExist) {
+			// Removed (with its folder) since it rolled: no retry brings
+			// it back.
+			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", f.Path, f.Name, rangesString(f.Ranges), p.topic, p.id, err))
+			continue
+		}
 		if err := w.cfg.Destination.Publish(ctx, f); err != nil {
 			errs = append(errs, fmt.Errorf("finalizing %s as %s: %w", f.Path, f.Name, err))
 			left = append(left, f)
@@ -812,7 +818,7 @@ func (w *Writer) retry(ctx context.Context, p *partition, now time.Time) error {
 	p.unpubl = left
 	if len(left) == 0 {
 		p.retryWait = 0
-		return nil
+		return errors.Join(errs...)
 	}
 	p.retryWait = min(max(2*p.retryWait, time.Second), time.Minute)
 	p.retryAt = now.Add(p.retryWait)
