@@ -72,8 +72,9 @@ func TestRemovedFolderBeforeRoll(t *testing.T) {
 
 // TestRemovedFileReplaced: the in-progress file alone is removed and another
 // file put at its path. The open file's records cannot be put back there:
-// the error says they are lost, naming their offsets, and they no longer
-// count as written.
+// the error names their offsets and says they are lost if kafka-backup stops
+// before they are saved; the file stays open, and once the path is free they
+// are saved, none lost.
 func TestRemovedFileReplaced(t *testing.T) {
 	dir := t.TempDir()
 	cfg := baseConfig(dir, newRecorder())
@@ -95,11 +96,16 @@ func TestRemovedFileReplaced(t *testing.T) {
 		t.Fatalf("Write: %v, want an error saying offsets 0-14 are lost", err)
 	}
 	os.Remove(path)
-	// Delivered again, they are written again.
+	// Delivered again, the batch fails once more while the records are
+	// written again, then succeeds.
+	err = w.Write(context.Background(), "t", 0, makeRecords(10, 5, 50, 7))
+	if err == nil || !strings.Contains(err.Error(), "written again") {
+		t.Fatalf("Write once the path is free: %v, want an error saying the records were written again", err)
+	}
 	write(t, w, "t", 0, makeRecords(10, 5, 50, 7))
 	closeWriter(t, w)
 	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
-	checkRecords(t, got, makeRecords(10, 5, 50, 7))
+	checkRecords(t, got, append(makeRecords(0, 10, 50, 6), makeRecords(10, 5, 50, 7)...))
 }
 
 // TestRemovedFolderFinalFilesReported: the partition's folder is removed
@@ -187,4 +193,45 @@ func TestRemovedFolderDuringRoll(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "LOST") || !strings.Contains(err.Error(), "0-29") {
 		t.Fatalf("Close: %v, want an error saying offsets 0-29 are lost", err)
 	}
+}
+
+// TestRemovedFolderSaveFailsThenPasses: the partition's folder is removed
+// and a plain file put at its path, so the open file cannot be written again
+// there. Its acknowledged records are still in the file kafka-backup holds
+// open: they must not be thrown away, but written again once the path is
+// free, with nothing lost.
+func TestRemovedFolderSaveFailsThenPasses(t *testing.T) {
+	dir := t.TempDir()
+	cfg := baseConfig(dir, newRecorder())
+	cfg.MaxSize = 1024
+	w := newWriter(t, cfg)
+	first := makeRecords(0, 10, 50, 8)
+	write(t, w, "t", 0, first)
+	pdir := rolling.PartitionDir(dir, "t", 0)
+	if err := os.RemoveAll(pdir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pdir, []byte("not a folder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next := makeRecords(10, 40, 50, 9)
+	if err := w.Write(context.Background(), "t", 0, next); err == nil {
+		t.Fatal("Write succeeded with a file at the partition folder's path")
+	}
+	if err := os.Remove(pdir); err != nil {
+		t.Fatal(err)
+	}
+	// Kafka delivers the failed batch again until it succeeds.
+	var err error
+	for range 3 {
+		if err = w.Write(context.Background(), "t", 0, next); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("Write once the path is free: %v", err)
+	}
+	closeWriter(t, w)
+	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	checkRecords(t, got, append(first, next...))
 }

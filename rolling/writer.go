@@ -197,6 +197,7 @@ type partition struct {
 
 	f         *os.File // the open in-progress file, or nil
 	fID       fileID   // f's device and inode, for checkOnDisk
+	unsaved   bool     // f's path was removed and its records not saved yet
 	cur       File
 	lastWrite time.Time
 }
@@ -272,6 +273,9 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		return err
 	}
 	if len(recs) == 0 {
+		if p.unsaved && p.f != nil {
+			return w.checkOnDisk(ctx, p) // try to save them again
+		}
 		return nil
 	}
 
@@ -282,10 +286,13 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 	// the batch fails, so it is delivered again, even when its records were
 	// saved.
 	var removed error
-	roll := func(why Reason) {
+	// roll returns false when the file could not roll: it was removed and
+	// its records could not be saved yet (checkOnDisk).
+	roll := func(why Reason) bool {
 		if err := w.finalize(ctx, p, why); err != nil {
 			removed = errors.Join(removed, err)
 		}
+		return p.f == nil
 	}
 	for len(recs) > 0 {
 		if w.written(p, recs[0].Offset) {
@@ -297,10 +304,14 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		if p.f != nil && recs[0].Offset < p.cur.LastOffset {
 			w.obs.OutOfOrder(p.topic, p.id, recs[0].Offset, p.cur.LastOffset, !p.warnedOOO)
 			p.warnedOOO = true
-			roll(ReasonOutOfOrder)
+			if !roll(ReasonOutOfOrder) {
+				return removed
+			}
 		}
 		if p.f != nil && w.cfg.MaxAge > 0 && now.Sub(p.cur.Opened) >= w.cfg.MaxAge {
-			roll(ReasonAge)
+			if !roll(ReasonAge) {
+				return removed
+			}
 		}
 		if p.f == nil {
 			if err := w.open(ctx, p, recs[0].Offset, now); err != nil {
@@ -338,7 +349,9 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		w.obs.Written(p.topic, p.id, n, bytes)
 		p.lastWrite = now
 		if len(recs) > 0 && recs[0].Offset > p.cur.LastOffset {
-			roll(ReasonSize)
+			if !roll(ReasonSize) {
+				return removed
+			}
 		}
 	}
 	if p.f != nil {
@@ -622,24 +635,28 @@ func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
 		cause = err.Error()
 	}
 	lost := fmt.Errorf("%s was removed while it was being written (%s): its partition folder or the file itself was deleted, by an operator or a cleanup job", p.cur.Path, cause)
+	p.unsaved = true
 	if serr := w.saveRemoved(p); serr != nil {
-		// The open file's records are lost to the backup: they no longer
-		// count as written, so those delivered again are written again.
-		lost = fmt.Errorf("%w; offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", lost, rangesString(p.cur.Ranges), p.topic, p.id, serr)
-		p.f.Close()
-		p.f = nil
-		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
-	} else {
-		lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
+		// The open file, unlinked, is the last copy of its acknowledged
+		// records: it stays open, and every write and roll fails and tries
+		// again until they are saved (the cause may pass: a full disk, a
+		// file where the folder was).
+		return fmt.Errorf("%w; offsets %s of %s/%d, acknowledged, are only in the removed file kafka-backup holds open, and could not be written again (%w): "+
+			"it is tried again at every write and roll, and they are LOST if kafka-backup stops before it succeeds", lost, rangesString(p.cur.Ranges), p.topic, p.id, serr)
 	}
-	var said []Range // offsets already named as lost
-	if p.f == nil {
-		said = p.cur.Ranges
-	}
-	if rerr := w.reload(ctx, p, said); rerr != nil {
+	p.unsaved = false
+	lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
+	if rerr := w.reload(ctx, p, nil); rerr != nil {
 		lost = errors.Join(lost, rerr)
 	}
 	return lost
+}
+
+// onDisk reports whether the path of p's open file names it; only called
+// after checkOnDisk failed.
+func (w *Writer) onDisk(p *partition) bool {
+	id, err := pathID(p.cur.Path)
+	return err == nil && id == p.fID
 }
 
 // saveRemoved copies the complete batches of the open file, whose path was
@@ -756,8 +773,8 @@ func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) error {
 		return nil
 	}
 	removed := w.checkOnDisk(ctx, p)
-	if p.f == nil {
-		return removed // lost, and said so
+	if removed != nil && !w.onDisk(p) {
+		return removed // kept open, not saved yet: said so
 	}
 	f := p.f
 	p.f = nil
