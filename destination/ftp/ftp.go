@@ -364,7 +364,9 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if err := d.recordRange(c, j); err != nil {
 		return err
 	}
-	if err := appendJournal(filepath.Dir(j.local), j); err != nil {
+	if err := appendJournal(filepath.Dir(j.local), j); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// A spool folder removed since, its journal with it, does not fail
+		// an upload the server holds: the journal is only a hint.
 		return fmt.Errorf("recording the upload in the spool: %w", err)
 	}
 	if err := os.Remove(j.local); err != nil && !errors.Is(err, fs.ErrNotExist) {

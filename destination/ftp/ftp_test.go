@@ -442,3 +442,40 @@ func TestSpoolFolderRemovedWhileQueued(t *testing.T) {
 		t.Fatalf("errors %q, want one saying the removed spool files' records are lost", said)
 	}
 }
+
+// TestSpoolFolderRemovedAfterUpload: a file reached the server under its
+// final name, but the reply was lost, so the upload is retried; meanwhile a
+// cleanup job deletes the spool's partition folder. The retry finds the file
+// on the server: it is done, though the spool's journal (a hint) cannot be
+// written any more; it must not be retried for ever.
+func TestSpoolFolderRemovedAfterUpload(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1 })
+	srv.Inject(ftptest.Fault{DropAfterRename: 1})
+	if err := r.writer.Write(context.Background(), "test", 0, records(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(r.ev.failed()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the dropped rename was never reported")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Uploads going on may add a journal while the folder is removed.
+	for err := os.RemoveAll(filepath.Join(r.spool, "test", "0")); err != nil; err = os.RemoveAll(filepath.Join(r.spool, "test", "0")) {
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	for {
+		files, bytes := r.dest.Pending()
+		if files == 0 && bytes == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files (%d bytes) still pending; failures: %q", files, bytes, r.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
