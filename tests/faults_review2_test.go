@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +45,20 @@ func TestFaultFinalFilesRemovedReported(t *testing.T) {
 	p.stop()
 	if n, _ := countRecords(dir); n != 20 {
 		t.Fatalf("%d records in files after the deletion, want the 20 produced after it", n)
+	}
+}
+
+// TestFaultVerifyMissingSelectedPartition: verify --partition naming one
+// partition the backup has and one it lacks must not say OK, as it does not
+// for a --topic the backup lacks.
+func TestFaultVerifyMissingSelectedPartition(t *testing.T) {
+	t.Parallel()
+	full := faultTree(t, t.TempDir(), "m")
+	r, _ := faultRun(t, "", waitTimeout, nil, "verify", "--partition", "0", "--partition", "7", full)
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "partition 7") {
+		t.Errorf("verify --partition 0 --partition 7 of a backup without partition 7: exit %d, want 1 naming partition 7\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r, _ := faultRun(t, "", waitTimeout, nil, "verify", "--allow-empty", "--partition", "0", "--partition", "7", full); r.code != 0 {
+		t.Errorf("the same with --allow-empty: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
