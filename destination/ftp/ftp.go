@@ -28,6 +28,7 @@ import (
 
 	jftp "github.com/jlaffaye/ftp"
 
+	"github.com/kafka-backup/kafka-backup/internal/ftpconn"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -534,10 +535,13 @@ func rangeLine(name string, ranges []rolling.Range) string {
 func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, error) {
 	r, err := c.Retr(path.Join(dir, MarkerName))
 	if err != nil {
-		if connBroken(err) {
-			return nil, err
+		if code := ftpconn.ReplyCode(err); code != 550 && code != 450 {
+			// Not "no such file" (a broken connection, 425, 451…): taken
+			// as empty, the marker would be rewritten without the lines of
+			// every file uploaded before.
+			return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
 		}
-		return map[string][]rolling.Range{}, nil // 550: no marker yet
+		return map[string][]rolling.Range{}, nil // no marker yet
 	}
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if cerr := r.Close(); err == nil {

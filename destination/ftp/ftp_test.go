@@ -479,3 +479,54 @@ func TestSpoolFolderRemovedAfterUpload(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestMarkerKeptOnFailedRead: reading the marker fails with a reply that
+// does not say it is missing (552 here; 425 or 451 on real servers). The
+// upload must not rewrite the marker as if it were empty, dropping the lines
+// of the files uploaded before: verify relies on them to find files deleted
+// from the server.
+func TestMarkerKeptOnFailedRead(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1 })
+	ctx := context.Background()
+	if err := r.writer.Write(ctx, "test", 0, records(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	r.drain(t, nil)
+	marker := filepath.Join(srv.LocalPath("/backup/10MB/test/0"), ftp.MarkerName)
+	before, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(ftp.ParseRanges(before))
+	w, err := rolling.New(rolling.Config{Dir: r.spool, Instance: "test-1", MaxSize: 8 << 10, IdleTimeout: time.Hour, Destination: r.dest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, "test", 0, records(1000, 10)); err != nil {
+		t.Fatal(err)
+	}
+	// The upload's two reads of the marker fail: the one that finds what
+	// the server holds already, and the one before the marker is rewritten.
+	srv.Inject(ftptest.Fault{FailDownloads: 2})
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if files, _ := r.dest.Pending(); files == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upload did not finish; failures %q", r.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	after, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(ftp.ParseRanges(after)); got != n+1 {
+		t.Fatalf("marker lists %d files after one more upload, want %d:\nbefore:\n%s\nafter:\n%s", got, n+1, before, after)
+	}
+}
