@@ -101,6 +101,11 @@ func (o *Observer) Error(err error) {
 	o.log.Errorf("%v", err)
 }
 
+// Warn implements the observer interfaces.
+func (o *Observer) Warn(err error) {
+	o.log.Warnf("%v", err)
+}
+
 // Uploaded implements the observer interfaces.
 func (o *Observer) Uploaded(remotePath string, bytes int64, took time.Duration) {
 	o.uploads.Incr(1)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -51,9 +52,11 @@ func New(cfg rolling.Config, dest Destination, mgr *service.Resources) *Output {
 }
 
 // Connect starts the rolling writer. While the destination is not ready it
-// fails with the destination's reason, and Benthos tries again with backoff.
-func (o *Output) Connect(context.Context) error {
-	if err := o.dest.Ready(); err != nil {
+// waits, logging the destination's reason once a minute (Benthos would log
+// an error at every attempt, each second): the output is not connected
+// meanwhile, so /ready fails and nothing is acknowledged.
+func (o *Output) Connect(ctx context.Context) error {
+	if err := o.waitReady(ctx); err != nil {
 		return err
 	}
 	o.mu.Lock()
@@ -68,6 +71,32 @@ func (o *Output) Connect(context.Context) error {
 	o.writer = w
 	o.log.Infof("kafka_backup writing to %s as instance %s", o.cfg.Dir, o.cfg.Instance)
 	return nil
+}
+
+// notReadyWarnEvery is how often Connect repeats why the destination is
+// not ready.
+const notReadyWarnEvery = time.Minute
+
+// waitReady returns once the destination is ready, or ctx's error.
+func (o *Output) waitReady(ctx context.Context) error {
+	var warned time.Time
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := o.dest.Ready()
+		if err == nil {
+			return nil
+		}
+		if time.Since(warned) >= notReadyWarnEvery {
+			o.log.Warnf("kafka_backup is not ready, nothing is acknowledged until it is: %v", err)
+			warned = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
 }
 
 // partBatch is the records of one partition in a message batch.
@@ -96,7 +125,7 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		return err
 	}
 	if len(parts) == 1 {
-		return o.write(ctx, w, &parts[0])
+		return o.notReady(o.write(ctx, w, &parts[0]))
 	}
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
@@ -104,7 +133,18 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		wg.Go(func() { errs[i] = o.write(ctx, w, &parts[i]) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return o.notReady(errors.Join(errs...))
+}
+
+// notReady turns the failure of a write into service.ErrNotConnected when
+// the destination is not ready (it refuses, or its spool is full): Benthos
+// then waits in Connect and sends the batch again, instead of logging and
+// replaying it at once.
+func (o *Output) notReady(err error) error {
+	if err != nil && o.dest.Ready() != nil {
+		return service.ErrNotConnected
+	}
+	return err
 }
 
 func (o *Output) write(ctx context.Context, w *rolling.Writer, p *partBatch) error {

@@ -50,6 +50,14 @@ func (s *Summary) Write(w io.Writer) {
 		if p.Skipped > 0 {
 			notes = append(notes, fmt.Sprintf("%s outside --from-offset/--to-offset/--since", plural(p.Skipped, "record")))
 		}
+		for i, tl := range p.TooLarge {
+			if i == 5 {
+				notes = append(notes, fmt.Sprintf("too large: %d more records", len(p.TooLarge)-i))
+				break
+			}
+			notes = append(notes, fmt.Sprintf("too large: offset %d: %s as a batch of its own, above the limit of %s (%s)",
+				tl.Offset, plural(tl.Bytes, "byte"), units.FormatCount(int64(p.Limit)), p.LimitFrom))
+		}
 		if p.Stopped != "" {
 			notes = append(notes, "stopped at "+p.Stopped)
 		}
@@ -70,6 +78,9 @@ func (s *Summary) Write(w io.Writer) {
 		plural(int64(len(topics)), "topic"), units.FormatBytes(t.ReadBytes), plural(int64(t.Files), "file"),
 		s.Took.Round(time.Millisecond), units.FormatCount(int64(float64(t.Records)/secs)), units.FormatBytes(int64(float64(t.ReadBytes)/secs)))
 	fmt.Fprintf(w, "; %s (%s); %s skipped", plural(int64(len(t.Gaps)), "gap"), plural(t.GapOffsets(), "offset"), plural(t.Duplicates, "duplicate"))
+	if len(t.TooLarge) > 0 {
+		fmt.Fprintf(w, "; %s too large", plural(int64(len(t.TooLarge)), "record"))
+	}
 	if len(s.Created) > 0 {
 		fmt.Fprintf(w, "; created %s", strings.Join(s.Created, ", "))
 	}

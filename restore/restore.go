@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-backup/kafka-backup/rolling"
@@ -72,8 +73,11 @@ type Config struct {
 	// Parallel is how many partitions are restored at once; 4 when 0.
 	Parallel int
 	// MaxBatchBytes is the producer's largest batch
-	// (kgo.ProducerBatchMaxBytes): a record larger than it cannot be
-	// produced. The franz-go default (about 1 MB) when 0.
+	// (kgo.ProducerBatchMaxBytes) for every target topic: a record larger
+	// than it, in a batch of its own, cannot be produced. When 0, each
+	// target topic's max.message.bytes, asked of the target cluster
+	// (DescribeConfigs), or DefaultMaxMessageBytes when there is no target
+	// to ask (a dry run without Brokers) or it does not answer.
 	MaxBatchBytes int32
 	// StallTimeout fails the records still waiting for the target when no
 	// acknowledgement arrived for this long (a broker down or unreachable);
@@ -143,6 +147,24 @@ type PartitionSummary struct {
 	// Skipped are records outside --from-offset/--to-offset or before
 	// --since.
 	Skipped int64
+	// Limit is the largest batch the partition's records are produced in,
+	// and LimitFrom where it comes from (--max-batch-bytes, the target
+	// topic's max.message.bytes, the broker default).
+	Limit     int32
+	LimitFrom string
+	// TooLarge are records larger than Limit in a batch of their own: they
+	// cannot be restored. A dry run lists them all; a restore stops the
+	// partition at the first.
+	TooLarge []TooLarge
+	// Resume is where to go on after the partition failed: the lowest
+	// source offset the run was to restore and the target did not
+	// acknowledge (gaps skipped), or -1 when nothing of the partition was
+	// acknowledged and it is to be restored again as the first time. Only
+	// set when Err is.
+	Resume int64
+	// Twice counts the acknowledged records above Resume: restoring from
+	// Resume writes them to the target a second time.
+	Twice int64
 	// Stopped says why the partition ended before its last file (--until),
 	// or is empty.
 	Stopped string
@@ -154,6 +176,18 @@ type PartitionSummary struct {
 	// and byte), a file that could not be read, or a produce error.
 	Err error
 }
+
+// TooLarge is a record that cannot be produced: Bytes, the size of a batch
+// holding it alone as the producer counts it (the 61-byte batch header, the
+// encoded record and 4 bytes of framing), is above the partition's Limit.
+type TooLarge struct {
+	Offset int64
+	Bytes  int64
+}
+
+// DefaultMaxMessageBytes is Kafka's default max.message.bytes (and broker
+// message.max.bytes): the batch limit when the target cannot be asked.
+const DefaultMaxMessageBytes = 1048588
 
 // GapOffsets returns how many offsets the gaps hold.
 func (p *PartitionSummary) GapOffsets() int64 {
@@ -176,6 +210,7 @@ func (s *Summary) Totals() (t PartitionSummary) {
 		t.OutOfOrder += p.OutOfOrder
 		t.Skipped += p.Skipped
 		t.Gaps = append(t.Gaps, p.Gaps...)
+		t.TooLarge = append(t.TooLarge, p.TooLarge...)
 	}
 	return t
 }
@@ -242,17 +277,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 	var targetErr error
 	if len(cfg.Brokers) > 0 {
-		opts := []kgo.Opt{
-			kgo.SeedBrokers(cfg.Brokers...),
-			kgo.ClientID("kafka-backup-restore"),
-			kgo.RecordPartitioner(kgo.ManualPartitioner()),
-			kgo.RequiredAcks(kgo.AllISRAcks()), // the default, with idempotence
-			kgo.MaxBufferedBytes(256 << 20),
-		}
-		if cfg.MaxBatchBytes > 0 {
-			opts = append(opts, kgo.ProducerBatchMaxBytes(cfg.MaxBatchBytes))
-		}
-		cl, err := kgo.NewClient(append(opts, cfg.ClientOpts...)...)
+		cl, err := kgo.NewClient(r.clientOpts()...)
 		if err != nil {
 			return nil, fmt.Errorf("target cluster: %w", err)
 		}
@@ -268,6 +293,17 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			targetErr = err
 			fmt.Fprintf(r.log, "dry run: the restore would be refused: %v\n", err)
 		}
+	}
+	r.setLimits(ctx, plan)
+	if r.cl != nil && !cfg.DryRun {
+		if err := r.startProducers(plan); err != nil {
+			return nil, err
+		}
+		defer func() {
+			for _, p := range r.producers {
+				p.Close()
+			}
+		}()
 	}
 
 	prog := r.startProgress(plan)
@@ -289,7 +325,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	wg.Wait()
 	var flushErr error
-	if r.cl != nil && !cfg.DryRun {
+	if len(r.producers) > 0 {
 		// Wait for every acknowledgement, even when interrupted: the summary
 		// must say what the target holds.
 		// Records not sent yet fail at once when pctx is done (interrupted,
@@ -298,7 +334,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		// and the flush gives up a little later.
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		stopAfter := context.AfterFunc(pctx, func() { time.AfterFunc(min(10*time.Second, cfg.StallTimeout), cancel) })
-		flushErr = r.cl.Flush(fctx)
+		for _, p := range r.producers {
+			if err := p.Flush(fctx); err != nil && flushErr == nil {
+				flushErr = err
+			}
+		}
 		stopAfter()
 		cancel()
 	}
@@ -306,7 +346,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	prog.stop()
 	for _, tp := range plan {
 		for _, ps := range tp.parts {
-			ps.finish(cfg.DryRun)
+			ps.finish(&cfg)
 		}
 	}
 	sum.Took = time.Since(start)
@@ -325,15 +365,65 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := sum.Err(); err != nil {
 		errs = append(errs, err)
 	}
+	if n := len(sum.Totals().TooLarge); n > 0 && cfg.DryRun {
+		errs = append(errs, fmt.Errorf("%s too large to restore (listed per partition): raise --max-batch-bytes, and the target topic's max.message.bytes, above their sizes", plural(int64(n), "record")))
+	}
 	return sum, errors.Join(errs...)
+}
+
+// clientOpts are the options of every client of the target cluster.
+func (r *run) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ClientID("kafka-backup-restore"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, with idempotence
+		kgo.MaxBufferedBytes(256 << 20),
+	}, r.cfg.ClientOpts...)
+}
+
+// startProducers starts one producer per batch limit of the plan's
+// partitions (franz-go's batch limit is per client): one in all unless
+// target topics differ in max.message.bytes.
+func (r *run) startProducers(plan []*topicPlan) error {
+	r.producers = map[int32]*kgo.Client{}
+	for _, tp := range plan {
+		for _, ps := range tp.parts {
+			limit := ps.sum.Limit
+			if r.producers[limit] == nil {
+				opts := append(r.clientOpts(), kgo.ProducerBatchMaxBytes(limit))
+				if limit > 100<<20 { // franz-go's default largest request
+					opts = append(opts, kgo.BrokerMaxWriteBytes(min(1<<30, limit+1<<20)))
+				}
+				cl, err := kgo.NewClient(opts...)
+				if err != nil {
+					return fmt.Errorf("target cluster: %w", err)
+				}
+				r.producers[limit] = cl
+			}
+			ps.cl = r.producers[limit]
+		}
+	}
+	return nil
+}
+
+// buffered returns how many records the producers hold, not yet
+// acknowledged.
+func (r *run) buffered() int64 {
+	var n int64
+	for _, p := range r.producers {
+		n += p.BufferedProduceRecords()
+	}
+	return n
 }
 
 // run is one restore.
 type run struct {
-	cfg Config
-	src tree.Source
-	cl  *kgo.Client
-	log io.Writer
+	cfg       Config
+	src       tree.Source
+	cl        *kgo.Client           // checks and creates topics
+	producers map[int32]*kgo.Client // by batch limit; none in a dry run
+	log       io.Writer
 
 	lastAck   atomic.Int64 // unix nanoseconds of the last acknowledgement
 	readBytes atomic.Int64 // from files, all partitions
@@ -346,6 +436,7 @@ type topicPlan struct {
 	topic, target string
 	folders       int32 // highest partition folder + 1
 	needed        int32 // highest partition with files + 1
+	exists        bool  // the target topic exists (or was created)
 	parts         []*partState
 }
 
@@ -354,18 +445,19 @@ type partState struct {
 	sum  PartitionSummary
 	part tree.Partition
 
-	seen    offsetSet // offsets produced (or planned)
-	sent    int64     // records handed to the producer
-	started bool      // --since reached
+	cl       *kgo.Client // the producer for the partition's batch limit
+	seen     offsetSet   // offsets handed to the producer (or planned)
+	started  bool        // --since reached
+	cut      error       // what stopped the partition before its end: re-running goes on (interrupted, stalled, a record too large)
+	cutCause error       // the run's context's cause, when that stopped it
 
-	mu          sync.Mutex
-	prodErr     error   // first produce error
-	firstFailed int64   // source offset of the record it failed
-	inFlight    []int64 // source offsets produced and not answered, in order
-	failed      atomic.Bool
-	acked       offsetSet // acknowledged offsets
-	ackRecs     int64
-	ackBytes    int64
+	mu       sync.Mutex
+	prodErr  error // produce error of the lowest offset
+	errOff   int64 // that offset
+	failed   atomic.Bool
+	acked    offsetSet // acknowledged offsets, whatever order the acknowledgements come in
+	ackRecs  int64
+	ackBytes int64
 }
 
 // plan lists the backup and checks the selection.
@@ -477,7 +569,49 @@ func (r *run) plan(ctx context.Context) ([]*topicPlan, error) {
 		sort.Strings(missing)
 		return nil, fmt.Errorf("%w: --partition %s: no such partition folder in the selected topics", ErrRefused, strings.Join(missing, ", "))
 	}
+	if err := nothingFinal(r.src, plan); err != nil {
+		return nil, err
+	}
 	return plan, nil
+}
+
+// ErrNothingFinal says the selected partitions hold no final file: there is
+// nothing to restore, and an exit status 0 would hide it.
+var ErrNothingFinal = errors.New("nothing final to restore")
+
+// nothingFinal refuses a plan without a single final file, saying what the
+// partitions hold instead. Final files that the offsets or times asked for
+// leave out are the user's choice, not this.
+func nothingFinal(src tree.Source, plan []*topicPlan) error {
+	var parts int
+	var left []string
+	for _, tp := range plan {
+		for _, ps := range tp.parts {
+			if len(ps.part.Files) > 0 {
+				return nil
+			}
+			parts++
+			for _, l := range ps.part.Leftovers {
+				left = append(left, fmt.Sprintf("%s/%d/%s", tp.topic, ps.sum.Partition, l.Name))
+			}
+		}
+	}
+	var what string
+	switch {
+	case len(plan) == 0:
+		what = "no topic folder"
+	case len(left) > 0:
+		if len(left) > 3 {
+			left = append(left[:3], fmt.Sprintf("… (%d in all)", len(left)))
+		}
+		return fmt.Errorf("%w: %s holds in %s only in-progress or upload files (%s), no final file: "+
+			"files become final when the backup rolls them (size, roll_duration) or stops cleanly; "+
+			"if no backup runs, start the backup once (kafka-backup run with its config): at start it finalizes the in-progress files its last run left; "+
+			"then restore again", ErrNothingFinal, src, plural(int64(parts), "selected partition"), strings.Join(left, ", "))
+	default:
+		what = fmt.Sprintf("%s and no backup file", plural(int64(parts), "selected partition"))
+	}
+	return fmt.Errorf("%w: %s holds %s: check the location (and --topic, --partition)", ErrNothingFinal, src, what)
 }
 
 func listOrNone(s []string) string {
@@ -502,6 +636,28 @@ func (r *run) partition(ctx context.Context, ps *partState) {
 	err := r.read(ctx, ps, rd)
 	ps.sum.Duplicates += rd.Duplicates()
 	if err != nil {
+		ps.stop(ctx, err)
+	}
+}
+
+// errTooLarge stops a partition at a record larger than its batch limit.
+var errTooLarge = errors.New("record too large")
+
+// stop records why the partition's reading stopped before its end: the
+// run's interruption or stall and a record too large are cut short (finish
+// says where to go on); anything else (a file that cannot be read, a
+// corrupt batch) is the partition's error.
+func (ps *partState) stop(ctx context.Context, err error) {
+	switch {
+	case errors.Is(err, errTooLarge):
+		ps.cut = err
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		ps.cutCause = context.Cause(ctx)
+		ps.cut = ps.cutCause
+		if !errors.Is(ps.cut, errStalled) {
+			ps.cut = fmt.Errorf("interrupted (%w) before the partition was restored to its end", ps.cutCause)
+		}
+	default:
 		ps.sum.Err = err
 	}
 }
@@ -577,7 +733,6 @@ func (r *run) read(ctx context.Context, ps *partState, rd *tree.PartitionReader)
 			if rec.Offset < ps.seen.max() {
 				ps.sum.OutOfOrder++
 			}
-			ps.seen.add(rec.Offset)
 			if err := r.produce(ctx, ps, rec); err != nil {
 				return err
 			}
@@ -619,9 +774,36 @@ func recordBytes(rec *segment.Record) int64 {
 	return int64(n)
 }
 
-// produce hands one record to the producer, or counts it in a dry run.
+// batchBytes is the size franz-go gives a batch holding rec alone, which
+// it compares with its batch limit (kgo.ProducerBatchMaxBytes): 4 bytes of
+// framing, the 61-byte batch header and the record, encoded with zero
+// deltas. The broker checks the batch without the framing against
+// max.message.bytes.
+func batchBytes(rec *segment.Record) int64 {
+	n := 1 + kbin.VarlongLen(0) + kbin.VarintLen(0) + // attributes, timestamp and offset deltas
+		kbin.VarintLen(int32(len(rec.Key))) + len(rec.Key) +
+		kbin.VarintLen(int32(len(rec.Value))) + len(rec.Value) +
+		kbin.VarintLen(int32(len(rec.Headers)))
+	for _, h := range rec.Headers {
+		n += kbin.VarintLen(int32(len(h.Key))) + len(h.Key) + kbin.VarintLen(int32(len(h.Value))) + len(h.Value)
+	}
+	return 4 + 61 + int64(kbin.VarintLen(int32(n))+n)
+}
+
+// produce hands one record to the producer, or counts it in a dry run. A
+// record larger than the partition's batch limit is not handed over: the
+// partition stops at it (errTooLarge), or in a dry run it is listed.
 func (r *run) produce(ctx context.Context, ps *partState, rec *segment.Record) error {
 	size := recordBytes(rec)
+	if bb := batchBytes(rec); ps.sum.Limit > 0 && bb > int64(ps.sum.Limit) {
+		ps.sum.TooLarge = append(ps.sum.TooLarge, TooLarge{Offset: rec.Offset, Bytes: bb})
+		if !r.cfg.DryRun {
+			return errTooLarge
+		}
+		ps.seen.add(rec.Offset) // read, not a gap; not counted as restored
+		return nil
+	}
+	ps.seen.add(rec.Offset)
 	if r.cfg.DryRun {
 		ps.ackRecs++
 		ps.ackBytes += size
@@ -644,27 +826,21 @@ func (r *run) produce(ctx context.Context, ps *partState, rec *segment.Record) e
 		}
 	}
 	off := rec.Offset
-	ps.sent++
-	ps.mu.Lock()
-	ps.inFlight = append(ps.inFlight, off)
-	ps.mu.Unlock()
-	r.cl.Produce(ctx, kr, func(_ *kgo.Record, err error) {
+	ps.cl.Produce(ctx, kr, func(_ *kgo.Record, err error) {
 		ps.mu.Lock()
 		defer ps.mu.Unlock()
-		// Promises come in the order the records were produced.
-		ps.inFlight = ps.inFlight[1:]
-		if len(ps.inFlight) == 0 {
-			ps.inFlight = nil // let the backing array go
-		}
+		// No assumption on the order of the promises: the record blocked
+		// in Produce when the run is interrupted fails before the older
+		// ones buffered.
 		if err != nil {
-			if ps.prodErr == nil {
+			if ps.prodErr == nil || off < ps.errOff {
 				if cause := context.Cause(ctx); cause != nil && errors.Is(err, context.Canceled) {
 					err = cause
 				}
 				ps.prodErr = fmt.Errorf("producing the record of offset %d to %s/%d: %w", off, ps.sum.Target, ps.sum.Partition, err)
-				ps.firstFailed = off
-				ps.failed.Store(true)
+				ps.errOff = off
 			}
+			ps.failed.Store(true)
 			return
 		}
 		r.lastAck.Store(time.Now().UnixNano())
@@ -686,7 +862,7 @@ var errStalled = errors.New("the target cluster acknowledged nothing")
 // idempotence), which stops their partitions with an error.
 func (r *run) watchStalls(ctx context.Context) (context.Context, func(), context.CancelCauseFunc) {
 	pctx, cancel := context.WithCancelCause(ctx)
-	if r.cl == nil || r.cfg.DryRun {
+	if len(r.producers) == 0 {
 		return pctx, func() {}, cancel
 	}
 	r.lastAck.Store(time.Now().UnixNano())
@@ -704,10 +880,10 @@ func (r *run) watchStalls(ctx context.Context) (context.Context, func(), context
 			case <-tick.C:
 			}
 			idle := time.Since(time.Unix(0, r.lastAck.Load()))
-			if r.cl.BufferedProduceRecords() == 0 {
+			if r.buffered() == 0 {
 				r.lastAck.Store(time.Now().UnixNano())
 			} else if idle > r.cfg.StallTimeout {
-				cancel(fmt.Errorf("%w for %v with %d records waiting: is it up and reachable?", errStalled, r.cfg.StallTimeout, r.cl.BufferedProduceRecords()))
+				cancel(fmt.Errorf("%w for %v with %d records waiting: is it up and reachable?", errStalled, r.cfg.StallTimeout, r.buffered()))
 				return
 			}
 		}
@@ -715,33 +891,84 @@ func (r *run) watchStalls(ctx context.Context) (context.Context, func(), context
 	return pctx, func() { once.Do(func() { close(done) }) }, cancel
 }
 
-// finish fills the summary once every acknowledgement is in.
-func (ps *partState) finish(dryRun bool) {
+// finish fills the summary once every acknowledgement is in. A partition
+// cut short (interrupted, stalled, a record too large) or with records not
+// acknowledged fails with where to go on: the lowest offset it was to
+// restore that the target did not acknowledge, whatever order the
+// acknowledgements came in; offsets no file holds (gaps) are not waited
+// for.
+func (ps *partState) finish(cfg *Config) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.sum.Records = ps.ackRecs
 	ps.sum.Bytes = ps.ackBytes
 	ps.sum.Restored = append([]segment.Range(nil), ps.acked.r...)
 	ps.sum.Gaps = ps.seen.holes()
-	if lost := ps.sent - ps.ackRecs; ps.prodErr == nil && !dryRun && lost > 0 {
-		ps.prodErr = fmt.Errorf("%d records were handed to the producer and not acknowledged: the target may or may not hold them", lost)
-		ps.firstFailed = ps.inFlight[0]
+	ps.sum.Resume = -1
+	if cfg.DryRun {
+		return
 	}
-	if ps.prodErr != nil {
-		acked := "nothing of this partition was acknowledged"
-		if len(ps.acked.r) > 0 {
-			acked = "acknowledged: offsets " + ranges(ps.acked.r, 5)
+	// resume: the first offset handed over and not acknowledged, or the
+	// record too large, or the next after everything handed over.
+	resume := int64(-1)
+	unacked := ps.seen.minus(&ps.acked)
+	if len(unacked) > 0 {
+		resume = unacked[0].First
+	}
+	var why []string
+	if errors.Is(ps.cut, errTooLarge) {
+		tl := ps.sum.TooLarge[len(ps.sum.TooLarge)-1]
+		if resume < 0 || tl.Offset < resume {
+			resume = tl.Offset
 		}
-		next := fmt.Sprintf("to go on, restore it again with --topic %s --partition %d --from-offset %d", ps.sum.Topic, ps.sum.Partition, ps.firstFailed)
-		if ps.acked.max() > ps.firstFailed {
-			next += " (offsets acknowledged above it will then be in the target twice)"
+		why = append(why, fmt.Sprintf("the record at offset %d takes %s as a batch of its own, above the limit of %s (%s): raise --max-batch-bytes above it (and the target topic's max.message.bytes, if below)",
+			tl.Offset, plural(tl.Bytes, "byte"), plural(int64(ps.sum.Limit), "byte"), ps.sum.LimitFrom))
+	} else if ps.cut != nil {
+		why = append(why, ps.cut.Error())
+	}
+	if ps.prodErr != nil && (ps.cutCause == nil || !errors.Is(ps.prodErr, ps.cutCause)) {
+		why = append(why, ps.prodErr.Error())
+	}
+	var unackedN int64
+	for _, u := range unacked {
+		unackedN += u.Last - u.First + 1
+	}
+	if unackedN > 0 {
+		why = append(why, fmt.Sprintf("%s handed to the producer not acknowledged (the target may or may not hold them)", plural(unackedN, "record")))
+	}
+	if len(why) == 0 {
+		return
+	}
+	if resume < 0 && ps.seen.max() >= 0 {
+		resume = ps.seen.max() + 1
+	}
+	acked := "nothing of this partition was acknowledged"
+	if len(ps.acked.r) > 0 {
+		acked = "acknowledged: offsets " + ranges(ps.acked.r, 5)
+	}
+	next := fmt.Sprintf("to go on, restore it again with --topic %s --partition %d", ps.sum.Topic, ps.sum.Partition)
+	switch {
+	case resume >= 0:
+		next += fmt.Sprintf(" --from-offset %d", resume)
+		ps.sum.Resume = resume
+		ps.sum.Twice = ps.acked.countFrom(resume)
+		if ps.sum.Twice > 0 {
+			next += fmt.Sprintf(" (%s acknowledged above it will be restored twice)", plural(ps.sum.Twice, "record"))
 		}
-		err := fmt.Errorf("%w; %s; %s", ps.prodErr, acked, next)
-		if ps.sum.Err == nil {
-			ps.sum.Err = err
-		} else {
-			ps.sum.Err = errors.Join(ps.sum.Err, err)
+		if cfg.Since != nil {
+			next += " and without --since (every record from that offset on is to be restored)"
 		}
+		next += ", the other options as before"
+	case cfg.FromOffset != nil:
+		next += fmt.Sprintf(" --from-offset %d, the other options as before", *cfg.FromOffset)
+	default:
+		next += ", the other options as before"
+	}
+	err := fmt.Errorf("%s; %s; %s", strings.Join(why, "; "), acked, next)
+	if ps.sum.Err == nil {
+		ps.sum.Err = err
+	} else {
+		ps.sum.Err = errors.Join(ps.sum.Err, err)
 	}
 }
 
@@ -794,6 +1021,39 @@ func (s *offsetSet) contains(off int64) bool {
 func (s *offsetSet) covers(first, last int64) bool {
 	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= first })
 	return i < len(s.r) && s.r[i].First <= first && s.r[i].Last >= last
+}
+
+// minus returns the ranges of s that are not in o.
+func (s *offsetSet) minus(o *offsetSet) []segment.Range {
+	var out []segment.Range
+	j := 0
+	for _, r := range s.r {
+		first := r.First
+		for j < len(o.r) && o.r[j].Last < first {
+			j++
+		}
+		for k := j; k < len(o.r) && o.r[k].First <= r.Last && first <= r.Last; k++ {
+			if o.r[k].First > first {
+				out = append(out, segment.Range{First: first, Last: o.r[k].First - 1})
+			}
+			first = max(first, o.r[k].Last+1)
+		}
+		if first <= r.Last {
+			out = append(out, segment.Range{First: first, Last: r.Last})
+		}
+	}
+	return out
+}
+
+// countFrom returns how many offsets of the set are at or above off.
+func (s *offsetSet) countFrom(off int64) int64 {
+	var n int64
+	for _, r := range s.r {
+		if r.Last >= off {
+			n += r.Last - max(r.First, off) + 1
+		}
+	}
+	return n
 }
 
 // holes returns the ranges between the set's ranges.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
@@ -534,32 +537,168 @@ func TestDryRun(t *testing.T) {
 }
 
 // TestProduceError fails a partition whose record the producer cannot send,
-// naming the offset, and reports exactly what the target acknowledged.
+// naming the offset, and reports exactly what the target acknowledged: a
+// record above the batch limit stops the partition before it is handed
+// over (issue 17 row 4); a batch the broker refuses fails its records, and
+// the advice is the lowest offset not acknowledged.
 func TestProduceError(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	rs := recs(0, 9)
 	rs[6].Value = bytes.Repeat([]byte("x"), 64<<10)
 	backuptest.WriteSegment(t, root, "t", 0, name(0), rs, 1, segment.None)
-	brokers := cluster(t, 1, "t")
-	sum, err := restore(t, root, brokers, Config{MaxBatchBytes: 16 << 10})
-	if err == nil {
-		t.Fatal("no error")
+
+	check := func(t *testing.T, brokers []string, sum *Summary, resume int64) {
+		t.Helper()
+		ps := part(t, sum, "t", 0)
+		if ps.Err == nil || ps.Resume != resume ||
+			!strings.Contains(ps.Err.Error(), fmt.Sprintf("restore it again with --topic t --partition 0 --from-offset %d,", resume)) {
+			t.Errorf("error %v, resume %d: want the advice --from-offset %d", ps.Err, ps.Resume, resume)
+		}
+		// The summary says what the target holds.
+		got := consume(t, brokers, "t", 1)[0]
+		var want []segment.Record
+		for _, r := range ps.Restored {
+			want = append(want, recs(r.First, r.Last)...)
+		}
+		sameRecords(t, "t/0", got, want)
+		if ps.Records != int64(len(got)) {
+			t.Errorf("summary: %d records acknowledged, the target has %d", ps.Records, len(got))
+		}
 	}
-	ps := part(t, sum, "t", 0)
-	if ps.Err == nil || !strings.Contains(ps.Err.Error(), "offset 6") || !strings.Contains(ps.Err.Error(), "MESSAGE_TOO_LARGE") ||
-		!strings.Contains(ps.Err.Error(), "restore it again with --topic t --partition 0 --from-offset 6") {
-		t.Errorf("error %v", ps.Err)
+
+	t.Run("client", func(t *testing.T) {
+		brokers := cluster(t, 1, "t")
+		sum, err := restore(t, root, brokers, Config{MaxBatchBytes: 16 << 10})
+		if err == nil {
+			t.Fatal("no error")
+		}
+		check(t, brokers, sum, 6)
+		ps := part(t, sum, "t", 0)
+		if !strings.Contains(ps.Err.Error(), "offset 6 takes 65,") || len(ps.TooLarge) != 1 || ps.Twice != 0 {
+			t.Errorf("error %v, too large %v", ps.Err, ps.TooLarge)
+		}
+		if fmt.Sprint(ps.Restored) != "[{0 5}]" {
+			t.Errorf("restored %v: the partition went on after offset 6", ps.Restored)
+		}
+	})
+	t.Run("broker", func(t *testing.T) {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		// The broker refuses every batch over 32 KiB (a smaller
+		// max.message.bytes than the topic says).
+		c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			req := kr.(*kmsg.ProduceRequest)
+			for _, tp := range req.Topics {
+				for _, p := range tp.Partitions {
+					if len(p.Records) > 32<<10 {
+						resp := req.ResponseKind().(*kmsg.ProduceResponse)
+						rt := kmsg.NewProduceResponseTopic()
+						rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
+						rp := kmsg.NewProduceResponseTopicPartition()
+						rp.Partition = p.Partition
+						rp.ErrorCode = kerr.MessageTooLarge.Code
+						rt.Partitions = append(rt.Partitions, rp)
+						resp.Topics = append(resp.Topics, rt)
+						return resp, nil, true
+					}
+				}
+			}
+			return nil, nil, false
+		})
+		// Record 6 incompressible, so that its batch stays large.
+		root := t.TempDir()
+		rs := recs(0, 9)
+		rs[6].Value = make([]byte, 64<<10)
+		rand.NewChaCha8([32]byte{1}).Read(rs[6].Value)
+		backuptest.WriteSegment(t, root, "t", 0, name(0), rs, 1, segment.None)
+		sum, err := restore(t, root, c.ListenAddrs(), Config{})
+		if err == nil {
+			t.Fatal("no error")
+		}
+		ps := part(t, sum, "t", 0)
+		// Records before 6 may share its batch: the advice is the lowest
+		// offset not acknowledged, whatever it is.
+		resume := int64(0)
+		if len(ps.Restored) > 0 {
+			resume = ps.Restored[0].Last + 1
+		}
+		if resume > 6 || !strings.Contains(ps.Err.Error(), "MESSAGE_TOO_LARGE") {
+			t.Errorf("restored %v, error %v", ps.Restored, ps.Err)
+		}
+		check(t, c.ListenAddrs(), sum, resume)
+	})
+}
+
+// TestResumeUnordered gives the advice of a failed partition whatever order
+// its acknowledgements and failures came in (issue 12 row 2): the lowest
+// offset handed over and not acknowledged, gaps skipped, with the
+// acknowledged records above it counted as restored twice; a partition cut
+// short with everything acknowledged goes on after its last record.
+func TestResumeUnordered(t *testing.T) {
+	newPS := func() *partState {
+		ps := &partState{sum: PartitionSummary{Topic: "t", Target: "t", Partition: 3}}
+		for off := int64(0); off <= 29; off++ {
+			if off < 10 || off >= 20 { // 10-19: a gap
+				ps.seen.add(off)
+			}
+		}
+		return ps
 	}
-	// The summary says what the target holds.
-	got := consume(t, brokers, "t", 1)[0]
-	var want []segment.Record
-	for _, r := range ps.Restored {
-		want = append(want, recs(r.First, r.Last)...)
+	// The failure of 27 (blocked in Produce) first, then acknowledgements
+	// out of order, 22 never answered.
+	ps := newPS()
+	ps.prodErr, ps.errOff = errors.New("producing the record of offset 27: interrupted"), 27
+	for _, off := range []int64{0, 1, 2, 5, 3, 4, 6, 7, 8, 9, 20, 21, 24, 23, 25} {
+		ps.acked.add(off)
+		ps.ackRecs++
 	}
-	sameRecords(t, "t/0", got, want)
-	if ps.Records != int64(len(got)) {
-		t.Errorf("summary: %d records acknowledged, the target has %d", ps.Records, len(got))
+	ps.finish(&Config{})
+	if ps.sum.Resume != 22 || ps.sum.Twice != 3 || ps.sum.Err == nil ||
+		!strings.Contains(ps.sum.Err.Error(), "acknowledged: offsets 0-9, 20-21, 23-25; to go on, restore it again with --topic t --partition 3 --from-offset 22 (3 records acknowledged above it will be restored twice)") ||
+		!strings.Contains(ps.sum.Err.Error(), "5 records handed to the producer not acknowledged") {
+		t.Errorf("resume %d, twice %d, error %v", ps.sum.Resume, ps.sum.Twice, ps.sum.Err)
+	}
+	// Everything up to 9 acknowledged, then interrupted: the gap is not
+	// waited for.
+	ps = newPS()
+	for off := int64(0); off <= 9; off++ {
+		ps.acked.add(off)
+	}
+	ps.seen = offsetSet{}
+	for off := int64(0); off <= 9; off++ {
+		ps.seen.add(off)
+	}
+	ps.seen.add(20)
+	ps.cut = errors.New("interrupted")
+	ps.finish(&Config{Since: new(time.Time)})
+	if ps.sum.Resume != 20 || !strings.Contains(ps.sum.Err.Error(), "--from-offset 20 and without --since") {
+		t.Errorf("resume %d, error %v", ps.sum.Resume, ps.sum.Err)
+	}
+	// All handed over acknowledged, cut short: after the last.
+	ps = newPS()
+	ps.acked = ps.seen
+	ps.cut = errors.New("interrupted")
+	ps.finish(&Config{})
+	if ps.sum.Resume != 30 || ps.sum.Twice != 0 {
+		t.Errorf("resume %d, twice %d, error %v", ps.sum.Resume, ps.sum.Twice, ps.sum.Err)
+	}
+	// Nothing handed over: the same command again.
+	ps = &partState{sum: PartitionSummary{Topic: "t", Partition: 0}, cut: errors.New("interrupted")}
+	ps.finish(&Config{})
+	if ps.sum.Resume != -1 || !strings.Contains(ps.sum.Err.Error(), "nothing of this partition was acknowledged; to go on, restore it again with --topic t --partition 0, the other options as before") {
+		t.Errorf("resume %d, error %v", ps.sum.Resume, ps.sum.Err)
+	}
+	// Done, all acknowledged: no error.
+	ps = newPS()
+	ps.acked = ps.seen
+	ps.finish(&Config{})
+	if ps.sum.Err != nil {
+		t.Errorf("error %v", ps.sum.Err)
 	}
 }
 
@@ -635,5 +774,52 @@ func TestOffsetSet(t *testing.T) {
 	}
 	if h := s.holes(); !reflect.DeepEqual(h, []segment.Range{{First: 11, Last: 14}, {First: 16, Last: 19}}) {
 		t.Errorf("holes %v", h)
+	}
+	var o offsetSet
+	for _, off := range []int64{0, 1, 2, 5, 9, 10, 20} {
+		o.add(off)
+	}
+	if m := s.minus(&o); !reflect.DeepEqual(m, []segment.Range{{First: 3, Last: 4}, {First: 6, Last: 8}, {First: 15, Last: 15}}) {
+		t.Errorf("minus %v", m)
+	}
+	if n := s.countFrom(9); n != 4 {
+		t.Errorf("countFrom(9) = %d, want 4", n)
+	}
+}
+
+// TestBatchBytes checks batchBytes against franz-go itself: a record whose
+// batchBytes is the producer's limit is accepted, one byte more is refused
+// client-side, so restore stops where franz-go would refuse, not after.
+func TestBatchBytes(t *testing.T) {
+	t.Parallel()
+	brokers := cluster(t, 1, "t")
+	const limit = 20_000
+	for _, tc := range []struct {
+		extra int
+		ok    bool
+	}{{0, true}, {1, false}} {
+		r := segment.Record{Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 100),
+			Headers: []segment.Header{{Key: "h", Value: []byte("x")}, {Key: "n", Value: nil}}}
+		for i := 0; i < 5 && batchBytes(&r) != int64(limit+tc.extra); i++ { // varint widths move
+			r.Value = bytes.Repeat([]byte("v"), len(r.Value)+int(int64(limit+tc.extra)-batchBytes(&r)))
+		}
+		if got := batchBytes(&r); got != int64(limit+tc.extra) {
+			t.Fatalf("batchBytes %d, want %d", got, limit+tc.extra)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(limit), kgo.ProducerBatchCompression(kgo.NoCompression()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr := &kgo.Record{Topic: "t", Key: r.Key, Value: r.Value, Timestamp: time.UnixMilli(base)}
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = cl.ProduceSync(ctx, kr).FirstErr()
+		cancel()
+		cl.Close()
+		if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, kerr.MessageTooLarge)) {
+			t.Errorf("batchBytes %d, limit %d: produce error %v", limit+tc.extra, limit, err)
+		}
 	}
 }

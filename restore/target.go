@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kafka-backup/kafka-backup/units"
 )
 
 // topicInfo is what the target cluster says about a topic: its partition
@@ -82,6 +85,7 @@ func (r *run) checkTargets(ctx context.Context, plan []*topicPlan) (created []st
 			from = fmt.Sprintf(" (restoring backup topic %s)", tp.topic)
 		}
 		ti := info[tp.target]
+		tp.exists = ti.exists
 		switch {
 		case !ti.exists && r.cfg.CreateTopics:
 			create = append(create, tp)
@@ -110,6 +114,9 @@ func (r *run) checkTargets(ctx context.Context, plan []*topicPlan) (created []st
 	if len(create) > 0 {
 		if created, err = r.create(ctx, create); err != nil {
 			return created, err
+		}
+		for _, tp := range create {
+			tp.exists = true
 		}
 	}
 	r.warnNonEmpty(ctx, plan, created)
@@ -219,4 +226,109 @@ func (r *run) warnNonEmpty(ctx context.Context, plan []*topicPlan, created []str
 				t.Topic, strings.Join(busy, ", "))
 		}
 	}
+}
+
+// setLimits sets each partition's batch limit: --max-batch-bytes when
+// given, else its target topic's max.message.bytes, asked of the target
+// cluster (for a topic a dry run would create, the broker's
+// message.max.bytes), else DefaultMaxMessageBytes with a note.
+func (r *run) setLimits(ctx context.Context, plan []*topicPlan) {
+	set := func(tp *topicPlan, limit int32, from string) {
+		for _, ps := range tp.parts {
+			ps.sum.Limit, ps.sum.LimitFrom = limit, from
+		}
+	}
+	if r.cfg.MaxBatchBytes > 0 {
+		for _, tp := range plan {
+			set(tp, r.cfg.MaxBatchBytes, "--max-batch-bytes")
+		}
+		return
+	}
+	if r.cl == nil {
+		for _, tp := range plan {
+			set(tp, DefaultMaxMessageBytes, "the broker default max.message.bytes; no target asked, --brokers would")
+		}
+		return
+	}
+	var topics []string
+	missing := false
+	for _, tp := range plan {
+		if tp.exists {
+			topics = append(topics, tp.target)
+		} else if tp.needed > 0 {
+			missing = true
+		}
+	}
+	limits, err := r.maxMessageBytes(ctx, topics, missing)
+	if err != nil {
+		fmt.Fprintf(r.log, "note: cannot ask the target cluster for max.message.bytes (%v): batches are limited to the broker default %d; --max-batch-bytes sets the limit\n", err, DefaultMaxMessageBytes)
+	}
+	for _, tp := range plan {
+		switch l, ok := limits[tp.target]; {
+		case ok && tp.exists:
+			set(tp, l, fmt.Sprintf("max.message.bytes %s of target topic %s", units.FormatCount(int64(l)), tp.target))
+		case !tp.exists && limits[""] > 0:
+			set(tp, limits[""], fmt.Sprintf("message.max.bytes %s of the target brokers, for topic %s to be created", units.FormatCount(int64(limits[""])), tp.target))
+		default:
+			set(tp, DefaultMaxMessageBytes, "the broker default max.message.bytes; the target did not say")
+		}
+	}
+}
+
+// maxMessageBytes asks the target cluster for the max.message.bytes of
+// topics, and with broker for the brokers' message.max.bytes (under "").
+func (r *run) maxMessageBytes(ctx context.Context, topics []string, broker bool) (map[string]int32, error) {
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	for _, t := range topics {
+		rr := kmsg.NewDescribeConfigsRequestResource()
+		rr.ResourceType = kmsg.ConfigResourceTypeTopic
+		rr.ResourceName = t
+		rr.ConfigNames = []string{"max.message.bytes"}
+		req.Resources = append(req.Resources, rr)
+	}
+	if broker {
+		meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, r.cl)
+		if err != nil {
+			return nil, err
+		}
+		if len(meta.Brokers) > 0 {
+			rr := kmsg.NewDescribeConfigsRequestResource()
+			rr.ResourceType = kmsg.ConfigResourceTypeBroker
+			rr.ResourceName = strconv.Itoa(int(meta.Brokers[0].NodeID))
+			rr.ConfigNames = []string{"message.max.bytes"}
+			req.Resources = append(req.Resources, rr)
+		}
+	}
+	if len(req.Resources) == 0 {
+		return nil, nil
+	}
+	// Broker resources must go to that broker; franz-go routes them.
+	resp, err := req.RequestWith(ctx, r.cl)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int32{}
+	var errs []error
+	for _, res := range resp.Resources {
+		name := res.ResourceName
+		if res.ResourceType == kmsg.ConfigResourceTypeBroker {
+			name = ""
+		}
+		if err := kerr.ErrorForCode(res.ErrorCode); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", res.ResourceType, res.ResourceName, err))
+			continue
+		}
+		for _, c := range res.Configs {
+			if c.Value == nil || (c.Name != "max.message.bytes" && c.Name != "message.max.bytes") {
+				continue
+			}
+			v, err := strconv.ParseInt(*c.Value, 10, 32)
+			if err != nil || v <= 0 {
+				errs = append(errs, fmt.Errorf("%s %s: %s is %q", res.ResourceType, res.ResourceName, c.Name, *c.Value))
+				continue
+			}
+			out[name] = int32(v)
+		}
+	}
+	return out, errors.Join(errs...)
 }

@@ -558,7 +558,10 @@ func (st *ftpCrashState) readRanges(what, path string) map[string]string {
 	if data[len(data)-1] != '\n' {
 		st.bad = append(st.bad, fmt.Sprintf("%s: the last line has no newline: %q", what, data[bytes.LastIndexByte(data, '\n')+1:]))
 	}
-	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+	for i, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if i == 0 && strings.HasSuffix(what, "journal") && strings.HasPrefix(line, "# ") {
+			continue // the journal's first line names its destination
+		}
 		name, rs, ok := strings.Cut(line, " ")
 		if !ok || !isFinalName(name) || !rangesList.MatchString(rs) {
 			st.bad = append(st.bad, fmt.Sprintf("%s: malformed line %q", what, line))

@@ -342,8 +342,8 @@ func TestE2EFTPPasswordNeverLogged(t *testing.T) {
 	// 1: a wrong password: every login is refused.
 	cfg1 := config("g-wrong", filepath.Join(t.TempDir(), "spool1"))
 	p := runBackupEnv(t, "wrong-password", cfg1, []string{"FTP_PASSWORD=" + wrong})
-	waitFor(t, "failed uploads for the refused login", func() (bool, string) {
-		return len(uploadFailed.FindAllString(p.logs(), -1)) > 0, "none logged yet"
+	waitFor(t, "an error for the refused login", func() (bool, string) {
+		return strings.Contains(p.logs(), "fs.ftp.password"), "none logged yet"
 	}, p)
 	p.stop()
 	if !strings.Contains(p.logs(), "530") {

@@ -57,8 +57,8 @@ func faultRun(t testing.TB, dir string, timeout time.Duration, env []string, arg
 	return r, blocked
 }
 
-// faultRecords returns n records from offset first, timestamps from ts.
-func faultRecords(first int64, n int, ts int64) []segment.Record {
+// numberedRecords returns n records from offset first, timestamps from ts.
+func numberedRecords(first int64, n int, ts int64) []segment.Record {
 	out := make([]segment.Record, n)
 	for i := range out {
 		off := first + int64(i)
@@ -72,7 +72,7 @@ func faultRecords(first int64, n int, ts int64) []segment.Record {
 func faultTree(t testing.TB, root, topic string) string {
 	t.Helper()
 	for _, first := range []int64{0, 100, 200} {
-		backuptest.WriteSegment(t, root, topic, 0, rolling.NamePlain.FileName(first), faultRecords(first, 100, 1_700_000_000_000+first), 10, segment.None)
+		backuptest.WriteSegment(t, root, topic, 0, rolling.NamePlain.FileName(first), numberedRecords(first, 100, 1_700_000_000_000+first), 10, segment.None)
 	}
 	return root
 }
@@ -232,7 +232,7 @@ func TestFaultNonRegularFiles(t *testing.T) {
 		t.Logf("no device file (%v): the FIFO and the socket remain", err)
 	}
 	// A link out of the tree, to a valid file holding 600-699.
-	outside := backuptest.WriteSegment(t, t.TempDir(), "x", 0, "600", faultRecords(600, 100, 1_700_000_000_600), 10, segment.None)
+	outside := backuptest.WriteSegment(t, t.TempDir(), "x", 0, "600", numberedRecords(600, 100, 1_700_000_000_600), 10, segment.None)
 	if err := os.Symlink(outside, filepath.Join(dir, rolling.NamePlain.FileName(600))); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestFaultLsLeastTimestamp(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	const ts = 1_700_000_000_000
-	recs := faultRecords(0, 20, ts)
+	recs := numberedRecords(0, 20, ts)
 	recs[0].Timestamp = ts + 5000 // the first record is the latest
 	recs[7].Timestamp = ts - 3000 // the least, inside the first batch
 	backuptest.WriteSegment(t, root, "ts", 0, rolling.NamePlain.FileName(0), recs, 10, segment.None)

@@ -186,8 +186,12 @@ func TestFaultUncommittedInputWarned(t *testing.T) {
 			continue
 		}
 		p := runBackup(t, strings.ReplaceAll(c.name, " ", "_"), cfg)
+		// The warning is logged before Benthos handles SIGTERM: wait for the
+		// output to be active too, or stop() may kill a process still starting.
 		waitFor(t, c.name+": the warning in the log of run", func() (bool, string) {
-			return regexp.MustCompile(`level=warn.*` + warned.String()).MatchString(p.logs()), "not logged"
+			logs := p.logs()
+			return regexp.MustCompile(`level=warn.*`+warned.String()).MatchString(logs) &&
+				strings.Contains(logs, "Output type kafka_backup is now active"), "not logged"
 		}, p)
 		p.stop()
 	}

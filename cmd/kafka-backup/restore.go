@@ -56,7 +56,21 @@ corrupt batch stops its partition with an error naming the file and the byte,
 after the records before it; the other partitions go on, and restore exits
 non-zero. The summary at the end gives per partition the source offsets
 restored, gaps, duplicates skipped and errors, and how to go on after a
-failure (--partition, --from-offset).
+failure: each failed partition's advice is --topic, --partition and
+--from-offset the lowest offset the target did not acknowledge (the other
+options as before); records acknowledged above it, which going on restores
+twice, are counted.
+
+Batches are limited to each target topic's max.message.bytes, asked of the
+cluster (Kafka's default 1048588 when it cannot be asked), or to
+--max-batch-bytes. A record larger than the limit in a batch of its own is
+not sent: its partition stops there, with the advice to go on from it after
+raising the limit; --dry-run lists every such record and exits non-zero.
+
+A selection without a single final file (only in-progress files, or
+nothing) is an error: a backup finalizes at start the in-progress files its
+last run left, so start it once, then restore. Final files that the offset
+or time options leave out are not: that restore exits 0 with 0 records.
 
 Progress goes to stderr (a bar on a terminal, else a line every 5 seconds), the
 summary to stdout.
@@ -79,7 +93,7 @@ Examples:
 			&cli.BoolFlag{Name: "create-topics", Usage: "create missing target topics with the backup's partition count (broker defaults for everything else)"},
 			&cli.IntFlag{Name: "replication-factor", Value: -1, Usage: "replication factor of topics --create-topics creates; -1 is the broker's default"},
 			&cli.IntFlag{Name: "parallel", Value: 4, Usage: "partitions restored at once"},
-			&cli.StringFlag{Name: "max-batch-bytes", Value: "1MB", Usage: "largest producer batch; a record larger than this cannot be restored (keep it at most the topic's max.message.bytes); size units as in the config (1MB, 4MiB)"},
+			&cli.StringFlag{Name: "max-batch-bytes", DefaultText: "each target topic's max.message.bytes", Usage: "largest producer batch; a record larger than this, in a batch of its own, cannot be restored and stops its partition (keep it at most the target topic's max.message.bytes); size units as in the config (1MB, 4MiB)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "give up when the target acknowledges nothing for this long"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "how progress is shown on stderr: auto (a bar on a terminal, else log lines), bar, log or none"},
 
@@ -164,14 +178,16 @@ func runRestore(ctx context.Context, c *cli.Context) error {
 			cfg.Until = &t
 		}
 	}
-	mb, err := units.ParseSize(c.String("max-batch-bytes"))
-	if err != nil {
-		return fmt.Errorf("restore: --max-batch-bytes: %w", err)
+	if c.IsSet("max-batch-bytes") {
+		mb, err := units.ParseSize(c.String("max-batch-bytes"))
+		if err != nil {
+			return fmt.Errorf("restore: --max-batch-bytes: %w", err)
+		}
+		if mb < 1024 || mb > 1<<30 {
+			return fmt.Errorf("restore: --max-batch-bytes %s: give 1KiB to 1GiB", c.String("max-batch-bytes"))
+		}
+		cfg.MaxBatchBytes = int32(mb)
 	}
-	if mb < 1024 || mb > 1<<30 {
-		return fmt.Errorf("restore: --max-batch-bytes %s: give 1KiB to 1GiB", c.String("max-batch-bytes"))
-	}
-	cfg.MaxBatchBytes = int32(mb)
 	kopts, err := restore.Kafka{
 		TLS:           c.Bool("tls"),
 		TLSCAFile:     c.String("tls-ca-file"),

@@ -5,7 +5,11 @@
 // <root>/<topic>/<partition>/, its size checked, renamed to its final name,
 // recorded in the partition's range marker, and only then deleted from the
 // spool. A failed upload is retried with backoff; the temporary file is
-// replaced, never appended to.
+// replaced, never appended to, and a final file never is. The server
+// decides what is backed up: its marker and listing, never the spool's
+// journal. A server that refuses kafka-backup for good (a *Refusal: login,
+// TLS, permission) makes the destination not ready instead of filling the
+// spool.
 package ftp
 
 import (
@@ -17,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -64,6 +69,8 @@ type Observer interface {
 	UploadFailed(remotePath string, attempt int, err error)
 	SpoolBytes(bytes int64)
 	Error(err error)
+	// Warn reports something the operator should know that loses nothing.
+	Warn(err error)
 }
 
 // Destination uploads rolled files to an FTP server. It implements
@@ -82,6 +89,11 @@ type Destination struct {
 	closing   bool
 	active    int
 	markers   map[string]*sync.Mutex // per remote partition folder
+	// recorded holds, by remote folder, the marker lines this instance
+	// wrote: every update of the folder's marker writes them all again,
+	// repairing those another instance's update replaced.
+	recorded map[string]map[string][]rolling.Range
+	refused  *Refusal // the server's permanent refusal, while it holds
 
 	workers sync.WaitGroup
 	cancel  context.CancelFunc
@@ -115,11 +127,15 @@ func New(cfg Config) (*Destination, error) {
 	if err := os.MkdirAll(cfg.Spool, 0o755); err != nil {
 		return nil, fmt.Errorf("creating spool folder %s: %w", cfg.Spool, err)
 	}
-	d := &Destination{cfg: cfg, obs: cfg.Observer, queued: map[string]bool{}, markers: map[string]*sync.Mutex{}}
+	d := &Destination{cfg: cfg, obs: cfg.Observer, queued: map[string]bool{}, markers: map[string]*sync.Mutex{},
+		recorded: map[string]map[string][]rolling.Range{}}
 	if d.obs == nil {
 		d.obs = nopObserver{}
 	}
 	d.cond = sync.NewCond(&d.mu)
+	if err := d.checkJournals(); err != nil {
+		return nil, err
+	}
 	if err := d.queueSpool(); err != nil {
 		return nil, err
 	}
@@ -129,6 +145,7 @@ func New(cfg Config) (*Destination, error) {
 		d.workers.Add(1)
 		go d.worker(ctx)
 	}
+	go d.prober(ctx)
 	return d, nil
 }
 
@@ -183,12 +200,17 @@ func (d *Destination) enqueue(j *job) {
 	d.cond.Signal()
 }
 
-// Ready returns an error while the spool holds more than its limit, saying
-// why uploads are behind; the output then stops acknowledging, so Kafka
-// consumption pauses instead of filling the disk.
+// Ready returns an error while the server refuses kafka-backup for good (a
+// *Refusal: login, TLS, permission on the path) and while the spool holds
+// more than its limit, saying why uploads are behind; the output then stops
+// acknowledging, so Kafka consumption pauses instead of filling the disk or
+// the spool holding records a server refuses.
 func (d *Destination) Ready() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.refused != nil {
+		return d.refused
+	}
 	if d.cfg.SpoolLimit <= 0 || d.spool <= d.cfg.SpoolLimit {
 		return nil
 	}
@@ -257,7 +279,9 @@ func (d *Destination) worker(ctx context.Context) {
 		if conn == nil {
 			conn, err = dial(ctx, &d.cfg)
 			if err != nil {
-				err = fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
+				err = fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
+			} else {
+				d.accepted(true)
 			}
 		}
 		if err == nil {
@@ -293,9 +317,16 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 		d.cond.Broadcast()
 		return
 	}
-	if err == nil {
+	var refusal *Refusal
+	switch {
+	case err == nil:
 		d.obs.Uploaded(remote, j.size, took)
-	} else {
+		d.accepted(false)
+	case errors.As(err, &refusal):
+		// Reported once by refuse, not at every attempt.
+		j.attempt++
+		d.refuse(refusal)
+	default:
 		j.attempt++
 		d.obs.UploadFailed(remote, j.attempt, err)
 	}
@@ -318,7 +349,10 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 
 // upload stores one file under a temporary name, checks its size, renames it
 // to its final name, records its range in the marker and deletes the spool
-// copy.
+// copy. A final file is never replaced: when the name is taken, before the
+// upload or after it (another instance renamed its file to that name while
+// this one was stored), the spool copy is trimmed against what the server
+// holds instead.
 func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if done, err := d.cutHeld(c, j); err != nil || done {
 		return err
@@ -326,46 +360,53 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	final := path.Join(j.remote, j.name)
 	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
 
-	if size, err := c.FileSize(final); err == nil {
-		// A final file already has this name: an earlier attempt renamed
-		// but did not get to delete the spool copy (same size), or another
-		// writer backed up the same records (a rebalance).
-		if size != j.size {
-			return d.trim(c, j, final, size)
-		}
-	} else if connBroken(err) {
-		return err
-	} else {
-		if err := d.makeDirs(c, j.remote); err != nil {
-			return err
-		}
-		f, err := os.Open(j.local)
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w: %w", errSpoolFileGone, err)
-		}
-		if err != nil {
-			return fmt.Errorf("opening spool file: %w", err)
-		}
-		err = c.Stor(tmp, bufio.NewReaderSize(f, 256<<10))
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("storing %s: %w", tmp, err)
-		}
-		size, err := c.FileSize(tmp)
-		if err != nil {
-			return fmt.Errorf("checking the size of %s: %w", tmp, err)
-		}
-		if size != j.size {
-			return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
-		}
-		if err := c.Rename(tmp, final); err != nil {
-			return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, err)
-		}
-	}
-	if err := d.recordRange(c, j); err != nil {
+	taken, err := nameTaken(c, final)
+	if err != nil {
 		return err
 	}
-	if err := appendJournal(filepath.Dir(j.local), j); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if taken {
+		return d.trim(c, j, final)
+	}
+	if err := d.makeDirs(c, j.remote); err != nil {
+		return err
+	}
+	f, err := os.Open(j.local)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", errSpoolFileGone, err)
+	}
+	if err != nil {
+		return fmt.Errorf("opening spool file: %w", err)
+	}
+	err = c.Stor(tmp, bufio.NewReaderSize(f, 256<<10))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("storing %s: %w", tmp, d.storeRefusal(err))
+	}
+	size, err := c.FileSize(tmp)
+	if err != nil {
+		return fmt.Errorf("checking the size of %s: %w", tmp, err)
+	}
+	if size != j.size {
+		return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
+	}
+	// Checked again right before the rename: RNTO replaces a file on most
+	// servers, and another instance may have taken the name meanwhile.
+	if taken, err = nameTaken(c, final); err != nil {
+		return err
+	}
+	if taken {
+		if derr := c.Delete(tmp); derr != nil && connBroken(derr) {
+			return derr
+		}
+		return d.trim(c, j, final)
+	}
+	if err := c.Rename(tmp, final); err != nil {
+		return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, err)
+	}
+	if err := d.recordRanges(c, j.remote, map[string][]rolling.Range{j.name: j.ranges}); err != nil {
+		return err
+	}
+	if err := d.appendJournal(filepath.Dir(j.local), j); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// A spool folder removed since, its journal with it, does not fail
 		// an upload the server holds: the journal is only a hint.
 		return fmt.Errorf("recording the upload in the spool: %w", err)
@@ -376,24 +417,43 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	return nil
 }
 
-// trim handles a final name taken by another writer's file: the batches the
-// server's final files already hold are cut from the spool copy, which is
-// queued again under the name of its new first offset, or deleted when
-// nothing is left.
-func (d *Destination) trim(c *jftp.ServerConn, j *job, final string, size int64) error {
-	held, err := d.remoteRangesOn(c, j.remote, "", true)
+// nameTaken reports whether a file named p exists on the server.
+func nameTaken(c *jftp.ServerConn, p string) (bool, error) {
+	_, err := c.FileSize(p)
+	switch {
+	case err == nil:
+		return true, nil
+	case connBroken(err):
+		return false, fmt.Errorf("checking whether %s exists: %w", p, err)
+	}
+	return false, nil
+}
+
+// trim handles a final name taken by another file, another writer's or an
+// earlier attempt's: the batches the server's final files hold (the taken
+// one read from the marker, or downloaded when the marker does not list it)
+// are cut from the spool copy, which is queued again under the name of its
+// new first offset, or deleted when nothing is left. The taken file is never
+// replaced; when the marker did not list it, it is added.
+func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
+	held, unlisted, err := d.remoteFiles(c, j.remote, "", true)
 	if err != nil {
 		return err
+	}
+	if len(unlisted) > 0 {
+		if err := d.recordRanges(c, j.remote, unlisted); err != nil {
+			return err
+		}
 	}
 	name := j.name
 	done, err := d.cut(j, held)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d, and cutting what the server holds failed: %w", final, size, j.local, j.size, err)
+		return fmt.Errorf("%s already exists on the server, and cutting what the server holds from the spool copy %s failed: %w", final, j.local, err)
 	case done:
 		return nil // the server holds every record of it
 	case j.name == name:
-		return fmt.Errorf("%s already exists on the server with %d bytes, the spool copy %s has %d and its first batch is only partly on the server: not replacing it; compare them and move one away", final, size, j.local, j.size)
+		return fmt.Errorf("%s already exists on the server and the first batch of the spool copy %s is only partly on the server: not replacing it; compare them and move one away", final, j.local)
 	}
 	return d.upload(c, j)
 }
@@ -402,6 +462,16 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string, size int64)
 // (rolling.TrimCovered) and makes j the upload of what is left, under the
 // name of its first offset. done is true when nothing is left.
 func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
+	if _, err := os.Stat(j.local); errors.Is(err, fs.ErrNotExist) {
+		// Removed from the spool (its folder deleted): done if the
+		// server holds all of it, else lost.
+		for _, r := range j.ranges {
+			if !rolling.Covers(held, r) {
+				return false, fmt.Errorf("%w: %w", errSpoolFileGone, err)
+			}
+		}
+		return true, nil
+	}
 	spoolDir := filepath.Dir(j.local)
 	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
 	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
@@ -428,7 +498,7 @@ func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
 // Files the marker does not list are not read; a taken name is still caught
 // by upload.
 func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error) {
-	held, err := d.remoteRangesOn(c, j.remote, j.name, false)
+	held, _, err := d.remoteFiles(c, j.remote, j.name, false)
 	if err != nil {
 		return false, err
 	}
@@ -470,22 +540,71 @@ func (d *Destination) markerLock(dir string) *sync.Mutex {
 	return m
 }
 
-// recordRange adds a file's range to its folder's marker: it reads the
-// marker, adds the line, stores it under a temporary name and renames it
-// over the old one.
-func (d *Destination) recordRange(c *jftp.ServerConn, j *job) error {
-	m := d.markerLock(j.remote)
+// markerTries bounds how often recordRanges writes the marker again when
+// another instance's update replaced its own.
+const markerTries = 5
+
+// recordRanges adds files' ranges to their folder's marker, with every line
+// this instance recorded there before: it reads the marker, adds the lines,
+// stores it under a temporary name and renames it over the old one. Other
+// instances update the same marker: after the rename it reads the marker
+// back and, when another instance's update replaced its lines, does it
+// again; and Close checks them once more. A line lost all the same (updates
+// crossing at the same moment) loses no record: readers take the offsets of
+// files the marker does not list from the files themselves.
+func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[string][]rolling.Range) error {
+	m := d.markerLock(remote)
 	m.Lock()
 	defer m.Unlock()
-	ranges, err := readMarker(c, j.remote)
+	d.mu.Lock()
+	mine := d.recorded[remote]
+	if mine == nil {
+		mine = map[string][]rolling.Range{}
+		d.recorded[remote] = mine
+	}
+	for n, rs := range files {
+		mine[n] = rs
+	}
+	files = maps.Clone(mine)
+	d.mu.Unlock()
+	for range markerTries {
+		ranges, err := readMarker(c, remote)
+		if err != nil {
+			return err
+		}
+		if listsAll(ranges, files) {
+			return nil
+		}
+		for n, rs := range files {
+			ranges[n] = rs
+		}
+		if err := d.writeMarker(c, remote, ranges); err != nil {
+			return err
+		}
+	}
+	ranges, err := readMarker(c, remote)
 	if err != nil {
 		return err
 	}
-	line := rangeLine(j.name, j.ranges)
-	if old, ok := ranges[j.name]; ok && rangeLine(j.name, old) == line {
-		return nil
+	if !listsAll(ranges, files) {
+		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, MarkerName, markerTries))
 	}
-	ranges[j.name] = j.ranges
+	return nil
+}
+
+// listsAll reports whether marker lists every file of files with its ranges.
+func listsAll(marker, files map[string][]rolling.Range) bool {
+	for n, rs := range files {
+		if old, ok := marker[n]; !ok || rangeLine(n, old) != rangeLine(n, rs) {
+			return false
+		}
+	}
+	return true
+}
+
+// writeMarker stores a folder's marker: under a temporary name, renamed
+// over the old one.
+func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[string][]rolling.Range) error {
 	names := make([]string, 0, len(ranges))
 	for n := range ranges {
 		names = append(names, n)
@@ -495,10 +614,10 @@ func (d *Destination) recordRange(c *jftp.ServerConn, j *job) error {
 	for _, n := range names {
 		buf.WriteString(rangeLine(n, ranges[n]))
 	}
-	marker := path.Join(j.remote, MarkerName)
-	tmp := path.Join(j.remote, MarkerName+"."+d.cfg.Instance+".tmp")
+	marker := path.Join(remote, MarkerName)
+	tmp := path.Join(remote, MarkerName+"."+d.cfg.Instance+".tmp")
 	if err := c.Stor(tmp, &buf); err != nil {
-		return fmt.Errorf("storing %s: %w", tmp, err)
+		return fmt.Errorf("storing %s: %w", tmp, d.storeRefusal(err))
 	}
 	if err := c.Rename(tmp, marker); err != nil {
 		if connBroken(err) {
@@ -554,13 +673,14 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, err
 }
 
 // ParseRanges parses a marker (MarkerName) or journal (JournalName): the
-// offset ranges each file holds, by file name. Lines it cannot read are
-// skipped; a later line for a name wins.
+// offset ranges each file holds, by file name. Lines it cannot read, and
+// comment lines (starting with #), are skipped; a later line for a name
+// wins.
 func ParseRanges(data []byte) map[string][]rolling.Range {
 	out := map[string][]rolling.Range{}
 	for _, line := range strings.Split(string(data), "\n") {
 		name, list, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok {
+		if !ok || strings.HasPrefix(name, "#") {
 			continue
 		}
 		var rs []rolling.Range
@@ -580,25 +700,126 @@ func ParseRanges(data []byte) map[string][]rolling.Range {
 }
 
 // JournalName is the name of the file, in each spool partition folder, that
-// lists the files this spool uploaded, in the marker's format. Persisted falls
-// back on it when the server cannot be reached.
+// lists the files this spool uploaded, in the marker's format, after a first
+// line naming the destination (journalScope). It is a hint, never the
+// truth: what counts as backed up is what the server holds. Persisted
+// compares it with the server and warns about files the server no longer
+// holds; a journal of another destination is removed with a warning.
 const JournalName = ".uploaded.ranges"
 
-func appendJournal(dir string, j *job) error {
+// journalScope is the first line of every journal of this destination:
+// server, user and remote folder (never the password).
+func (d *Destination) journalScope() string {
+	return fmt.Sprintf("# kafka-backup upload journal of ftp://%s@%s%s\n", d.cfg.User, d.cfg.Addr, path.Join("/", d.cfg.Root))
+}
+
+func (d *Destination) appendJournal(dir string, j *job) error {
 	f, err := os.OpenFile(filepath.Join(dir, JournalName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(rangeLine(j.name, j.ranges))
+	line := rangeLine(j.name, j.ranges)
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		line = d.journalScope() + line
+	}
+	_, err = f.WriteString(line)
 	return errors.Join(err, f.Close())
 }
 
-// Persisted returns the ranges of a partition's files waiting in the spool,
-// of those this spool uploaded, and of the final files on the server (from
-// its marker; a final file the marker does not list, left by a crash between
-// rename and marker update, is downloaded and read). When the server cannot
-// be reached it says so through the Observer and returns what the spool
-// knows, so backups go on into the spool while the server is down.
+// checkJournals removes, with a warning, the journals in the spool that
+// belong to another destination (another server, user or path) or name none
+// (written by an older version): the spool was used for another backup, and
+// what its journals list says nothing about this one.
+func (d *Destination) checkJournals() error {
+	scope := d.journalScope()
+	others := map[string][]string{} // scope line → journals
+	err := filepath.WalkDir(d.cfg.Spool, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || e.Name() != JournalName {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		if first+"\n" == scope || len(data) == 0 {
+			return nil
+		}
+		others[first] = append(others[first], p)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the upload journals in the spool %s: %w", d.cfg.Spool, err)
+	}
+	for first, paths := range others {
+		of := "a destination it does not name (an older kafka-backup)"
+		if s, ok := strings.CutPrefix(first, "# kafka-backup upload journal of "); ok {
+			of = "another destination, " + s
+		}
+		d.obs.Warn(fmt.Errorf("the spool %s holds %d upload journals (%s) of %s, not of this one, %s: not trusted, removed; the server decides what is backed up",
+			d.cfg.Spool, len(paths), JournalName, of, strings.TrimSpace(strings.TrimPrefix(scope, "# kafka-backup upload journal of "))))
+		for _, p := range paths {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("removing the journal of another destination: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkJournal compares a partition's journal with what the server holds:
+// files the journal says this spool uploaded whose offsets the server does
+// not hold are reported, and the journal is rewritten with the files the
+// server confirms.
+func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []rolling.Range) {
+	p := filepath.Join(spoolDir, JournalName)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return
+	}
+	var gone []string
+	var kept strings.Builder
+	kept.WriteString(d.journalScope())
+	journal := ParseRanges(data)
+	names := make([]string, 0, len(journal))
+	for n := range journal {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		rs := journal[n]
+		ok := true
+		for _, r := range rs {
+			ok = ok && rolling.Covers(held, r)
+		}
+		if !ok {
+			gone = append(gone, strings.TrimSpace(rangeLine(n, rs)))
+			continue
+		}
+		kept.WriteString(rangeLine(n, rs))
+	}
+	if len(gone) == 0 {
+		return
+	}
+	d.obs.Warn(fmt.Errorf("%s/%d: %d files this spool uploaded to %s are not on the server any more (name and offsets: %s): deleted or moved there? Records delivered again are backed up again; offsets not delivered again are missing from the backup unless restored to the server",
+		topic, partition, len(gone), d.cfg.Addr, strings.Join(gone, "; ")))
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(kept.String()), 0o644); err == nil {
+		_ = os.Rename(tmp, p)
+	}
+}
+
+// Persisted returns the ranges of a partition's files waiting in the spool
+// and of the final files on the server (from its marker; a final file the
+// marker does not list, left by a crash between rename and marker update, is
+// downloaded and read). The spool's journal is no part of it: the server
+// decides.
+//
+// When the server refuses kafka-backup (*Refusal) it fails and the
+// destination is not ready. When the server cannot be reached it says so
+// through the Observer and returns the spool's files only, so backups go on
+// into the spool while the server is down; records the server holds already
+// and that are delivered again are cut from their files before upload.
 func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
 	var out []rolling.Range
 	spoolDir := rolling.PartitionDir(d.cfg.Spool, topic, partition)
@@ -612,51 +833,54 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 			out = append(out, span.Ranges...)
 		}
 	}
-	if data, err := os.ReadFile(filepath.Join(spoolDir, JournalName)); err == nil {
-		for _, rs := range ParseRanges(data) {
-			out = append(out, rs...)
-		}
-	}
 	remote, err := d.remoteRanges(ctx, topic, partition)
-	if err != nil {
-		d.obs.Error(fmt.Errorf("reading which offsets of %s/%d the FTP server already has: %w; going on with what the spool recorded, so records another instance uploaded meanwhile may be uploaded again", topic, partition, err))
+	var refusal *Refusal
+	switch {
+	case errors.As(err, &refusal):
+		d.refuse(refusal)
+		return nil, fmt.Errorf("reading which offsets of %s/%d the FTP server holds: %w", topic, partition, err)
+	case err != nil:
+		d.obs.Error(fmt.Errorf("reading which offsets of %s/%d the FTP server already has: %w; going on with the files in the spool only: records delivered again that the server holds are cut from their files before upload", topic, partition, err))
 		return out, nil
 	}
+	d.checkJournal(spoolDir, topic, partition, remote)
 	return append(out, remote...), nil
 }
 
 func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
 	c, err := dial(ctx, &d.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
+		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
 	}
 	defer c.Quit()
-	return d.remoteRangesOn(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))), "", true)
+	d.accepted(true)
+	held, _, err := d.remoteFiles(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))), "", true)
+	return held, err
 }
 
-// remoteRangesOn returns the offsets the final files in a remote folder
-// hold, from its marker, except the file named except. The files the marker
-// does not list are downloaded when download is set, else left out.
-func (d *Destination) remoteRangesOn(c *jftp.ServerConn, remote, except string, download bool) ([]rolling.Range, error) {
+// remoteFiles returns the offsets the final files in a remote folder hold,
+// from its marker, except the file named except. The files the marker does
+// not list are downloaded when download is set, and returned in unlisted
+// too; else left out.
+func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, download bool) (held []rolling.Range, unlisted map[string][]rolling.Range, err error) {
 	names, err := c.NameList(remote)
 	if err != nil {
 		if connBroken(err) {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, nil // no folder yet
+		return nil, nil, nil // no folder yet
 	}
 	ranges, err := readMarker(c, remote)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []rolling.Range
 	for _, n := range names {
 		n = path.Base(n)
 		if _, ok := rolling.ParseFileName(n); !ok || n == except {
 			continue
 		}
 		if rs, ok := ranges[n]; ok {
-			out = append(out, rs...)
+			held = append(held, rs...)
 			continue
 		}
 		if !download {
@@ -664,11 +888,18 @@ func (d *Destination) remoteRangesOn(c *jftp.ServerConn, remote, except string, 
 		}
 		rs, err := remoteSpan(c, path.Join(remote, n))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, rs...)
+		if len(rs) == 0 {
+			continue
+		}
+		held = append(held, rs...)
+		if unlisted == nil {
+			unlisted = map[string][]rolling.Range{}
+		}
+		unlisted[n] = rs
 	}
-	return out, nil
+	return held, unlisted, nil
 }
 
 // remoteSpan downloads one remote file and returns the offsets its complete
@@ -736,6 +967,7 @@ func (d *Destination) Close(ctx context.Context) error {
 		d.cond.Broadcast()
 		d.mu.Unlock()
 	}
+	d.settleMarkers(ctx)
 	d.cancel()
 	files, bytes := d.Pending()
 	if files > 0 {
@@ -744,9 +976,40 @@ func (d *Destination) Close(ctx context.Context) error {
 	return nil
 }
 
+// settleMarkers checks, once the uploads are over, that the markers this
+// instance updated still list its files (another instance's update may have
+// replaced them after the check that followed its own), and adds them again
+// where not. It stops when ctx ends.
+func (d *Destination) settleMarkers(ctx context.Context) {
+	d.mu.Lock()
+	remotes := make([]string, 0, len(d.recorded))
+	for r := range d.recorded {
+		remotes = append(remotes, r)
+	}
+	d.mu.Unlock()
+	if len(remotes) == 0 || ctx.Err() != nil {
+		return
+	}
+	c, err := dial(ctx, &d.cfg)
+	if err != nil {
+		return
+	}
+	defer c.Quit()
+	for _, r := range remotes {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := d.recordRanges(c, r, nil); err != nil {
+			d.obs.Warn(fmt.Errorf("checking the marker of %s at shutdown: %w; nothing is lost, files a marker does not list are read for their offsets", r, err))
+			return
+		}
+	}
+}
+
 type nopObserver struct{}
 
 func (nopObserver) Uploaded(string, int64, time.Duration) {}
 func (nopObserver) UploadFailed(string, int, error)       {}
 func (nopObserver) SpoolBytes(int64)                      {}
 func (nopObserver) Error(error)                           {}
+func (nopObserver) Warn(error)                            {}

@@ -2,6 +2,7 @@ package ftp_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ type events struct {
 	uploaded int
 	failures []string
 	errors   []string
+	warnings []string
 }
 
 func (e *events) Uploaded(string, int64, time.Duration) {
@@ -41,6 +43,12 @@ func (e *events) UploadFailed(p string, attempt int, err error) {
 }
 
 func (e *events) SpoolBytes(int64) {}
+
+func (e *events) Warn(err error) {
+	e.mu.Lock()
+	e.warnings = append(e.warnings, err.Error())
+	e.mu.Unlock()
+}
 
 func (e *events) Error(err error) {
 	e.mu.Lock()
@@ -218,7 +226,6 @@ func TestFaults(t *testing.T) {
 		"failing rename":    {FailRenames: 2},
 		"drop after rename": {DropAfterRename: 2},
 		"failing mkdir":     {FailMkdirs: 2},
-		"refused login":     {FailLogins: 2},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -237,6 +244,81 @@ func TestFaults(t *testing.T) {
 				t.Fatal("no upload failure was reported")
 			}
 		})
+	}
+}
+
+// TestRefusedLogin: a refused login is a Refusal, not an outage: the first
+// write fails naming the fields to fix, Ready fails, the error is reported
+// once, and once the server accepts the login again Ready recovers without
+// a restart and everything is uploaded.
+func TestRefusedLogin(t *testing.T) {
+	srv := ftptest.Start(t)
+	srv.Inject(ftptest.Fault{FailLogins: 1 << 20})
+	r := newRig(t, srv, nil)
+	ctx := context.Background()
+	err := r.writer.Write(ctx, "test", 0, records(0, 100))
+	var refusal *ftp.Refusal
+	if !errors.As(err, &refusal) || !strings.Contains(err.Error(), "fs.ftp.password") {
+		t.Fatalf("Write with a refused login: %v, want a *ftp.Refusal naming fs.ftp.password", err)
+	}
+	if err := r.dest.Ready(); !errors.As(err, &refusal) {
+		t.Fatalf("Ready: %v, want the refusal", err)
+	}
+	if _, err := r.dest.Persisted(ctx, "test", 1); err == nil {
+		t.Fatal("Persisted went on while the login is refused")
+	}
+	r.ev.mu.Lock()
+	errs := len(r.ev.errors)
+	r.ev.mu.Unlock()
+	if errs != 1 {
+		t.Errorf("%d errors reported, want one: %q", errs, r.ev.errors)
+	}
+	srv.Inject(ftptest.Fault{})
+	deadline := time.Now().Add(20 * time.Second)
+	for r.dest.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready still fails after the login works again: %v", r.dest.Ready())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.drain(t, records(0, 500))
+	assertAll(t, srv, 500)
+}
+
+// TestJournalOfAnotherDestination: a spool whose journal belongs to another
+// destination (another path) gets it removed with a warning, and its lines
+// never count as backed up.
+func TestJournalOfAnotherDestination(t *testing.T) {
+	srv := ftptest.Start(t)
+	spool := t.TempDir()
+	jdir := filepath.Join(spool, "test", "0")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	journal := filepath.Join(jdir, ftp.JournalName)
+	old := "# kafka-backup upload journal of ftp://u@elsewhere:21/other\n0 0-499\n"
+	if err := os.WriteFile(journal, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool })
+	r.ev.mu.Lock()
+	warnings := append([]string(nil), r.ev.warnings...)
+	r.ev.mu.Unlock()
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "elsewhere:21/other") {
+		t.Errorf("warnings %q, want one naming the other destination", warnings)
+	}
+	if _, err := os.Stat(journal); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the other destination's journal is still there (%v)", err)
+	}
+	held, err := r.dest.Persisted(context.Background(), "test", 0)
+	if err != nil || len(held) != 0 {
+		t.Fatalf("Persisted: %v, %v; want nothing held", held, err)
+	}
+	r.drain(t, records(0, 500))
+	assertAll(t, srv, 500)
+	data, err := os.ReadFile(journal)
+	if err != nil || !strings.HasPrefix(string(data), "# kafka-backup upload journal of ftp://ftptest@"+srv.Addr+"/backup/10MB\n") {
+		t.Errorf("the new journal %q (%v) does not name this destination first", data, err)
 	}
 }
 
@@ -402,6 +484,97 @@ func TestHeldBatchesAreCut(t *testing.T) {
 				t.Fatalf("the cut file is not on the server as %s: %v", c.wantUploaded, err)
 			}
 		})
+	}
+}
+
+// TestTakenNameIsNeverReplaced: two instances upload a file of the same
+// name; B (offsets 0-39) checks the name (free) and its STOR is held by the
+// server while A uploads its larger file (0-99) under that name. When B's STOR ends, B must find
+// the name taken and trim its copy against A's file, not rename over it.
+func TestTakenNameIsNeverReplaced(t *testing.T) {
+	srv := ftptest.Start(t)
+	a := newRig(t, srv, func(c *ftp.Config) { c.Instance = "a"; c.MaxConnections = 1 })
+	b := newRig(t, srv, func(c *ftp.Config) { c.Instance = "b"; c.MaxConnections = 1 })
+	srv.Inject(ftptest.Fault{StallUploads: 1})
+	ctx := context.Background()
+	if err := b.writer.Write(ctx, "test", 0, records(0, 40)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.writer.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Counts().Fired.StallUploads == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("B's upload never reached the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.drain(t, records(0, 100)) // A's file 0, offsets 0-99, uploaded while B's STOR is held
+	srv.ReleaseUploads()
+	b.drain(t, nil)
+	assertAll(t, srv, 100)
+	if left := spoolFiles(t, b.spool); len(left) > 0 {
+		t.Fatalf("B's spool still holds %v", left)
+	}
+}
+
+// TestMarkerAcrossInstances: two instances upload many files into one
+// folder at once, each updating the folder's marker: every file ends up
+// listed, with its offsets (an update replaced by the other instance's is
+// done again, at the next update and at Close).
+func TestMarkerAcrossInstances(t *testing.T) {
+	srv := ftptest.Start(t)
+	a := newRig(t, srv, func(c *ftp.Config) { c.Instance = "a" })
+	b := newRig(t, srv, func(c *ftp.Config) { c.Instance = "b" })
+	var wg sync.WaitGroup
+	wg.Go(func() { a.drain(t, records(0, 3000)) })
+	wg.Go(func() { b.drain(t, records(3000, 3000)) })
+	wg.Wait()
+	for _, r := range []*rig{a, b} {
+		if err := r.dest.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertAll(t, srv, 6000)
+	dir := srv.LocalPath("/backup/10MB/test/0")
+	data, err := os.ReadFile(filepath.Join(dir, ftp.MarkerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := ftp.ParseRanges(data)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	for _, e := range entries {
+		first, ok := rolling.ParseFileName(e.Name())
+		if !ok {
+			continue
+		}
+		files++
+		if rs := marker[e.Name()]; len(rs) == 0 || rs[0].First != first {
+			t.Errorf("%s: the marker lists it as %v", e.Name(), rs)
+		}
+	}
+	if files < 10 || len(marker) != files {
+		t.Errorf("%d files, the marker lists %d", files, len(marker))
+	}
+}
+
+// TestUntrustedCertificate: a server certificate the configuration does not
+// trust is a Refusal naming fs.ftp.tls.root_cas_file, not an outage.
+func TestUntrustedCertificate(t *testing.T) {
+	srv := ftptest.Start(t, ftptest.WithTLS())
+	r := newRig(t, srv, func(c *ftp.Config) { c.TLS = &tls.Config{ServerName: "127.0.0.1"} })
+	err := r.writer.Write(context.Background(), "test", 0, records(0, 10))
+	var refusal *ftp.Refusal
+	if !errors.As(err, &refusal) || !strings.Contains(err.Error(), "fs.ftp.tls.root_cas_file") {
+		t.Fatalf("Write against an untrusted certificate: %v, want a *ftp.Refusal naming fs.ftp.tls.root_cas_file", err)
+	}
+	if r.dest.Ready() == nil {
+		t.Fatal("Ready with an untrusted certificate")
 	}
 }
 

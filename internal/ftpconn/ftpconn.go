@@ -178,9 +178,34 @@ func Dial(ctx context.Context, cfg Config) (*jftp.ServerConn, error) {
 	}
 	if err := c.Login(cfg.User, cfg.Password); err != nil {
 		_ = c.Quit()
+		if !Broken(err) || ReplyCode(err) == 0 && !networkError(err) {
+			// jlaffaye/ftp returns a refused USER as a bare message,
+			// without its reply code.
+			err = &LoginError{Err: err}
+		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// LoginError is the server refusing the login (USER/PASS): wrong
+// credentials, or a login the server accepts only over TLS. Retrying does not
+// help; the operator must change the configuration or the server.
+type LoginError struct {
+	Err error
+}
+
+func (e *LoginError) Error() string { return "login refused: " + e.Err.Error() }
+
+// Unwrap returns the server's answer.
+func (e *LoginError) Unwrap() error { return e.Err }
+
+// networkError reports whether err comes from the connection rather than
+// from the server's answer: a timeout, a reset, an early end.
+func networkError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // ReplyCode returns the FTP reply code in err, or 0 when err carries none.

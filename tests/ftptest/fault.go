@@ -13,7 +13,7 @@ import (
 // operation consumes one. Zero means no failure.
 //
 // An upload (STOR/APPE) consumes at most one fault, checked in the order
-// RejectUploads, FailWrites, DropMidUpload, TruncateUploads. A rename
+// RejectUploads, FailWrites, DropMidUpload, TruncateUploads, StallUploads. A rename
 // consumes FailRenames before DropAfterRename. Operations that fail on their
 // own (for example an upload into a missing directory) consume no fault,
 // except RejectUploads, FailRenames, FailMkdirs and FailDeletes which fire
@@ -45,6 +45,12 @@ type Fault struct {
 	// data (see [WithCutAfter]) and still succeed with 226, so only a size
 	// check can detect them.
 	TruncateUploads int
+	// StallUploads: the next N uploads store all the data, then wait before
+	// the transfer ends (and the client gets its 226) until
+	// [Server.ReleaseUploads], Stop or Restart: a slow server, holding a
+	// client between its STOR and its next command for as long as the test
+	// wants.
+	StallUploads int
 
 	// FailRenames: the next N renames (RNTO) fail with 550 without renaming.
 	FailRenames int
@@ -169,6 +175,8 @@ func (c *clientFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File
 		mode = uploadDrop
 	case take(&s.pending.TruncateUploads, &s.counts.Fired.TruncateUploads):
 		mode = uploadTruncate
+	case take(&s.pending.StallUploads, &s.counts.Fired.StallUploads):
+		mode = uploadStall
 	}
 	s.mu.Unlock()
 
@@ -267,6 +275,7 @@ const (
 	uploadFail
 	uploadDrop
 	uploadTruncate
+	uploadStall
 )
 
 // uploadFile wraps a file opened for writing by an upload. ftpserverlib uses
@@ -292,7 +301,7 @@ func (f *uploadFile) addBytes(n int) {
 }
 
 func (f *uploadFile) Write(p []byte) (int, error) {
-	if f.mode == uploadNormal {
+	if f.mode == uploadNormal || f.mode == uploadStall {
 		n, err := f.File.Write(p)
 		f.addBytes(n)
 
@@ -344,6 +353,8 @@ func (f *uploadFile) Close() error {
 		f.drop()
 
 		return injected("connection dropped mid-upload")
+	case uploadStall:
+		f.fs.s.waitRelease()
 	case uploadNormal, uploadTruncate:
 	}
 

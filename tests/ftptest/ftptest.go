@@ -115,6 +115,8 @@ type Server struct {
 	counts  Counts
 
 	frozen atomic.Pointer[freezeGate]
+
+	stalled chan struct{} // closed by ReleaseUploads; guarded by mu
 }
 
 // Option configures a server in [Start].
@@ -308,7 +310,31 @@ func (s *Server) Restart() {
 	s.mu.Unlock()
 }
 
+// ReleaseUploads ends the wait of every upload stalled by
+// [Fault.StallUploads]; uploads stalled later wait for the next call.
+func (s *Server) ReleaseUploads() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if s.stalled != nil {
+		close(s.stalled)
+		s.stalled = nil
+	}
+}
+
+// waitRelease blocks until the next ReleaseUploads (or Stop).
+func (s *Server) waitRelease() {
+	s.mu.Lock()
+	if s.stalled == nil {
+		s.stalled = make(chan struct{})
+	}
+	ch := s.stalled
+	s.mu.Unlock()
+	<-ch
+}
+
 func (s *Server) stopLocked() {
+	s.ReleaseUploads()
 	s.mu.Lock()
 	g := s.gen
 	s.gen = nil
