@@ -672,26 +672,24 @@ func TestMarkerKeptOnFailedRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := len(ftp.ParseRanges(before))
-	w, err := rolling.New(rolling.Config{Dir: r.spool, Instance: "test-1", MaxSize: 8 << 10, IdleTimeout: time.Hour, Destination: r.dest})
-	if err != nil {
+	// The next run (another instance) uploads one more file; its two reads
+	// of the marker fail: the one that finds what the server holds already,
+	// and the one before the marker is rewritten.
+	r2 := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1; c.Instance = "test-2" })
+	if err := r2.writer.Write(ctx, "test", 0, records(1000, 10)); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(ctx, "test", 0, records(1000, 10)); err != nil {
-		t.Fatal(err)
-	}
-	// The upload's two reads of the marker fail: the one that finds what
-	// the server holds already, and the one before the marker is rewritten.
 	srv.Inject(ftptest.Fault{FailDownloads: 2})
-	if err := w.Close(ctx); err != nil {
+	if err := r2.writer.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if files, _ := r.dest.Pending(); files == 0 {
+		if files, _ := r2.dest.Pending(); files == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("upload did not finish; failures %q", r.ev.failed())
+			t.Fatalf("upload did not finish; failures %q", r2.ev.failed())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
