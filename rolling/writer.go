@@ -578,7 +578,7 @@ func (w *Writer) open(ctx context.Context, p *partition, first int64, now time.T
 	if errors.Is(err, os.ErrNotExist) {
 		// The partition's folder was removed since it was made: what the
 		// destination holds is not what was read when it was first seen.
-		if rerr := w.reload(ctx, p, nil); rerr != nil {
+		if rerr := w.reload(ctx, p); rerr != nil {
 			return rerr
 		}
 		f, id, err = createLocked(path)
@@ -646,7 +646,7 @@ func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
 	}
 	p.unsaved = false
 	lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
-	if rerr := w.reload(ctx, p, nil); rerr != nil {
+	if rerr := w.reload(ctx, p); rerr != nil {
 		lost = errors.Join(lost, rerr)
 	}
 	return lost
@@ -691,8 +691,8 @@ func (w *Writer) saveRemoved(p *partition) error {
 // rolled files waiting to be published that are still there. It makes the
 // partition's folder again if it is gone. Offsets that counted as written and
 // are no longer on disk were acknowledged: Kafka does not deliver them again,
-// so the error names them as lost, except those in said, already named.
-func (w *Writer) reload(ctx context.Context, p *partition, said []Range) error {
+// so the error names them as lost (those of rolled files removed once).
+func (w *Writer) reload(ctx context.Context, p *partition) error {
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return fmt.Errorf("making the folder of %s/%d again: %w", p.topic, p.id, err)
 	}
@@ -724,11 +724,8 @@ func (w *Writer) reload(ctx context.Context, p *partition, said []Range) error {
 		left = append(left, f)
 	}
 	p.unpubl = left
-	known := written // what is on disk, and what was said to be lost already
+	known := written // what is on disk, and the removed rolled files named above
 	known.r = append([]Range(nil), written.r...)
-	for _, r := range said {
-		known.add(r)
-	}
 	for _, f := range removed {
 		for _, r := range f.Ranges {
 			known.add(r)
