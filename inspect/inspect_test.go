@@ -727,3 +727,22 @@ func TestVerifyEmptyAndStrays(t *testing.T) {
 		t.Errorf("List strays %q, %q, %v", lrep.Stray, lrep.Partitions[0].Stray, err)
 	}
 }
+
+// TestVerifyMissingSelectedPartition: --partition naming a partition no
+// selected topic has is not OK, as a --topic naming a missing topic is not,
+// even when another selected partition is there.
+func TestVerifyMissingSelectedPartition(t *testing.T) {
+	root, _ := cleanTree(t)
+	rep, err := Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{Filter: Filter{Topics: []string{"a"}, Partitions: []int32{0, 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || !strings.Contains(problemsOf(rep), "partition 5") {
+		t.Fatalf("verify --topic a --partition 0 --partition 5 of a tree without a/5: OK %v, problems %s; want an error naming partition 5", rep.OK, problemsOf(rep))
+	}
+	// Partition 1 is in a, not in b: selecting both topics, it is there.
+	rep, err = Verify(context.Background(), backuptest.OpenTree(t, root), VerifyOptions{Filter: Filter{Partitions: []int32{0, 1}}})
+	if err != nil || !rep.OK {
+		t.Fatalf("verify --partition 0 --partition 1: %v, problems %s; want OK", err, problemsOf(rep))
+	}
+}

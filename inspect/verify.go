@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -266,6 +267,16 @@ func Verify(ctx context.Context, src tree.Source, opts VerifyOptions) (*VerifyRe
 		}
 		rep.TreeProblems = append(rep.TreeProblems, Problem{Severity: SeverityError, Kind: KindNoData, Path: src.String(),
 			Message: fmt.Sprintf("%s: nothing to verify. Is the location right (the output's path)? Some FTP servers (vsftpd) list a missing folder as an empty one. Give --allow-empty when an empty backup is expected", what)})
+	}
+	if len(refs) > 0 && !opts.AllowEmpty {
+		// A selected partition no selected topic has: refs alone would
+		// say OK over it, as they would not for a missing topic.
+		for _, p := range opts.Partitions {
+			if !slices.ContainsFunc(refs, func(r partitionRef) bool { return r.partition == p }) {
+				rep.TreeProblems = append(rep.TreeProblems, Problem{Severity: SeverityError, Kind: KindNoData, Path: src.String(),
+					Message: fmt.Sprintf("no selected topic has a folder for partition %d: nothing of it to verify. Is the partition number right? Give --allow-empty when its absence is expected", p)})
+			}
+		}
 	}
 	for _, pr := range rep.TreeProblems {
 		if pr.Severity == SeverityError {

@@ -39,6 +39,30 @@ func (s *rangeSet) contains(off int64) bool {
 	return i < len(s.r) && s.r[i].First <= off
 }
 
+// minus returns the offsets of s that t does not hold, as ranges.
+func (s *rangeSet) minus(t rangeSet) []Range {
+	var out []Range
+	for _, r := range s.r {
+		first := r.First
+		for _, x := range t.r {
+			if x.Last < first || x.First > r.Last {
+				continue
+			}
+			if x.First > first {
+				out = append(out, Range{First: first, Last: x.First - 1})
+			}
+			first = x.Last + 1
+			if first > r.Last {
+				break
+			}
+		}
+		if first <= r.Last {
+			out = append(out, Range{First: first, Last: r.Last})
+		}
+	}
+	return out
+}
+
 // Overlap reports whether any offset is in both a range of a and a range of
 // b.
 func Overlap(a, b []Range) bool {

@@ -62,3 +62,27 @@ func TestRangeSetManyDisjoint(t *testing.T) {
 		t.Fatalf("ranges %v, want one", s.r)
 	}
 }
+
+func TestRangeSetMinus(t *testing.T) {
+	set := func(rs ...Range) rangeSet {
+		s := newRangeSet()
+		for _, r := range rs {
+			s.add(r)
+		}
+		return s
+	}
+	a := set(Range{First: 0, Last: 99}, Range{First: 200, Last: 299})
+	for _, c := range []struct {
+		t    rangeSet
+		want []Range
+	}{
+		{set(), []Range{{First: 0, Last: 99}, {First: 200, Last: 299}}},
+		{set(Range{First: 0, Last: 299}), nil},
+		{set(Range{First: 10, Last: 19}, Range{First: 250, Last: 400}), []Range{{First: 0, Last: 9}, {First: 20, Last: 99}, {First: 200, Last: 249}}},
+		{set(Range{First: 0, Last: 0}, Range{First: 99, Last: 200}), []Range{{First: 1, Last: 98}, {First: 201, Last: 299}}},
+	} {
+		if got := a.minus(c.t); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%v minus %v = %v, want %v", a.r, c.t.r, got, c.want)
+		}
+	}
+}

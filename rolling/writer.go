@@ -202,6 +202,7 @@ type partition struct {
 
 	f         *os.File // the open in-progress file, or nil
 	fID       fileID   // f's device and inode, for checkOnDisk
+	unsaved   bool     // f's path was removed and its records not saved yet
 	cur       File
 	lastWrite time.Time
 }
@@ -277,6 +278,9 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		return err
 	}
 	if len(recs) == 0 {
+		if p.unsaved && p.f != nil {
+			return w.checkOnDisk(ctx, p) // try to save them again
+		}
 		return nil
 	}
 
@@ -287,10 +291,13 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 	// the batch fails, so it is delivered again, even when its records were
 	// saved.
 	var removed error
-	roll := func(why Reason) {
+	// roll returns false when the file could not roll: it was removed and
+	// its records could not be saved yet (checkOnDisk).
+	roll := func(why Reason) bool {
 		if err := w.finalize(ctx, p, why); err != nil {
 			removed = errors.Join(removed, err)
 		}
+		return p.f == nil
 	}
 	for len(recs) > 0 {
 		if w.written(p, recs[0].Offset) {
@@ -302,10 +309,14 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		if p.f != nil && recs[0].Offset < p.cur.LastOffset {
 			w.obs.OutOfOrder(p.topic, p.id, recs[0].Offset, p.cur.LastOffset, !p.warnedOOO)
 			p.warnedOOO = true
-			roll(ReasonOutOfOrder)
+			if !roll(ReasonOutOfOrder) {
+				return removed
+			}
 		}
 		if p.f != nil && w.cfg.MaxAge > 0 && now.Sub(p.cur.Opened) >= w.cfg.MaxAge {
-			roll(ReasonAge)
+			if !roll(ReasonAge) {
+				return removed
+			}
 		}
 		if p.f == nil {
 			if err := w.open(ctx, p, recs[0].Offset, now); err != nil {
@@ -343,7 +354,9 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 		w.obs.Written(p.topic, p.id, n, bytes)
 		p.lastWrite = now
 		if len(recs) > 0 && recs[0].Offset > p.cur.LastOffset {
-			roll(ReasonSize)
+			if !roll(ReasonSize) {
+				return removed
+			}
 		}
 	}
 	if p.f != nil {
@@ -652,20 +665,28 @@ func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
 		cause = err.Error()
 	}
 	lost := fmt.Errorf("%s was removed while it was being written (%s): its partition folder or the file itself was deleted, by an operator or a cleanup job", p.cur.Path, cause)
+	p.unsaved = true
 	if serr := w.saveRemoved(p); serr != nil {
-		// The open file's records are lost to the backup: they no longer
-		// count as written, so those delivered again are written again.
-		lost = fmt.Errorf("%w; offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", lost, rangesString(p.cur.Ranges), p.topic, p.id, serr)
-		p.f.Close()
-		p.f = nil
-		w.obs.OpenFiles(int(w.openFiles.Add(-1)))
-	} else {
-		lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
+		// The open file, unlinked, is the last copy of its acknowledged
+		// records: it stays open, and every write and roll fails and tries
+		// again until they are saved (the cause may pass: a full disk, a
+		// file where the folder was).
+		return fmt.Errorf("%w; offsets %s of %s/%d, acknowledged, are only in the removed file kafka-backup holds open, and could not be written again (%w): "+
+			"it is tried again at every write and roll, and they are LOST if kafka-backup stops before it succeeds", lost, rangesString(p.cur.Ranges), p.topic, p.id, serr)
 	}
+	p.unsaved = false
+	lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
 	if rerr := w.reload(ctx, p); rerr != nil {
 		lost = errors.Join(lost, rerr)
 	}
 	return lost
+}
+
+// onDisk reports whether the path of p's open file names it; only called
+// after checkOnDisk failed.
+func (w *Writer) onDisk(p *partition) bool {
+	id, err := pathID(p.cur.Path)
+	return err == nil && id == p.fID
 }
 
 // saveRemoved copies the complete batches of the open file, whose path was
@@ -698,7 +719,9 @@ func (w *Writer) saveRemoved(p *partition) error {
 // reload forgets which offsets of p are in files and reads it again from
 // what is on disk: the destination's final files, the open file and the
 // rolled files waiting to be published that are still there. It makes the
-// partition's folder again if it is gone.
+// partition's folder again if it is gone. Offsets that counted as written and
+// are no longer on disk were acknowledged: Kafka does not deliver them again,
+// so the error names them as lost (those of rolled files removed once).
 func (w *Writer) reload(ctx context.Context, p *partition) error {
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return fmt.Errorf("making the folder of %s/%d again: %w", p.topic, p.id, err)
@@ -717,9 +740,11 @@ func (w *Writer) reload(ctx context.Context, p *partition) error {
 		}
 	}
 	var errs []error
+	var removed []File
 	left := p.unpubl[:0]
 	for _, f := range p.unpubl {
 		if _, err := os.Stat(f.Path); err != nil {
+			removed = append(removed, f)
 			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d are LOST from the backup: %w", f.Path, f.Name, rangesString(f.Ranges), p.topic, p.id, err))
 			continue
 		}
@@ -729,6 +754,17 @@ func (w *Writer) reload(ctx context.Context, p *partition) error {
 		left = append(left, f)
 	}
 	p.unpubl = left
+	known := written // what is on disk, and the removed rolled files named above
+	known.r = append([]Range(nil), written.r...)
+	for _, f := range removed {
+		for _, r := range f.Ranges {
+			known.add(r)
+		}
+	}
+	if gone := p.written.minus(known); len(gone) > 0 {
+		errs = append(errs, fmt.Errorf("offsets %s of %s/%d, acknowledged, were in final files that are no longer at the destination (%s was removed): they are LOST from the backup, and Kafka will not deliver them again; restore them from another copy, or reset the consumer group to re-read them if the topic still holds them",
+			rangesString(gone), p.topic, p.id, p.dir))
+	}
 	p.written = written
 	return errors.Join(errs...)
 }
@@ -764,8 +800,8 @@ func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) error {
 		return nil
 	}
 	removed := w.checkOnDisk(ctx, p)
-	if p.f == nil {
-		return removed // lost, and said so
+	if removed != nil && !w.onDisk(p) {
+		return removed // kept open, not saved yet: said so
 	}
 	f := p.f
 	p.f = nil
@@ -810,6 +846,12 @@ func (w *Writer) retry(ctx context.Context, p *partition, now time.Time) error {
 	var errs []error
 	left := p.unpubl[:0]
 	for _, f := range p.unpubl {
+		if _, err := os.Stat(f.Path); errors.Is(err, os.ErrNotExist) {
+			// Removed (with its folder) since it rolled: no retry brings
+			// it back.
+			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", f.Path, f.Name, rangesString(f.Ranges), p.topic, p.id, err))
+			continue
+		}
 		if err := w.cfg.Destination.Publish(ctx, f); err != nil {
 			errs = append(errs, fmt.Errorf("finalizing %s as %s: %w", f.Path, f.Name, err))
 			left = append(left, f)
@@ -820,7 +862,7 @@ func (w *Writer) retry(ctx context.Context, p *partition, now time.Time) error {
 	p.unpubl = left
 	if len(left) == 0 {
 		p.retryWait = 0
-		return nil
+		return errors.Join(errs...)
 	}
 	p.retryWait = min(max(2*p.retryWait, time.Second), time.Minute)
 	p.retryAt = now.Add(p.retryWait)

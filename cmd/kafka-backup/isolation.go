@@ -34,10 +34,34 @@ func warnUncommittedAtStart(pConf *service.ParsedConfig) error {
 	if yaml.Unmarshal(b, &conf) != nil {
 		return nil
 	}
+	_, res := lintPaths(os.Args[1:])
+	mergeResources(conf, res)
 	for _, w := range plugin.UncommittedInputs(conf) {
 		pConf.Resources().Logger().Warn(w)
 	}
 	return nil
+}
+
+// mergeResources appends to conf the input and output resources of the
+// resources files (-r), as Benthos does when it runs conf with them: an
+// input there may feed kafka_backup in conf.
+func mergeResources(conf map[string]any, files []string) {
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // Benthos reports it
+		}
+		var res map[string]any
+		if yaml.Unmarshal(b, &res) != nil {
+			continue
+		}
+		for _, k := range []string{"input_resources", "output_resources"} {
+			if l, ok := res[k].([]any); ok {
+				have, _ := conf[k].([]any)
+				conf[k] = append(have, l...)
+			}
+		}
+	}
 }
 
 // warnUncommittedOnLint prints to w, when args (os.Args without the binary)
@@ -52,7 +76,8 @@ func warnUncommittedOnLint(w io.Writer, args []string) {
 	if i == len(args) || args[i] != "lint" {
 		return
 	}
-	for _, path := range lintPaths(args[i+1:]) {
+	paths, res := lintPaths(args[i+1:])
+	for _, path := range paths {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			continue // lint reports it
@@ -61,6 +86,7 @@ func warnUncommittedOnLint(w io.Writer, args []string) {
 		if yaml.Unmarshal(b, &conf) != nil {
 			continue // lint reports it
 		}
+		mergeResources(conf, res)
 		for _, msg := range plugin.UncommittedInputs(conf) {
 			fmt.Fprintf(w, "%s: warning: %s\n", path, msg)
 		}
@@ -69,16 +95,28 @@ func warnUncommittedOnLint(w io.Writer, args []string) {
 
 // lintPaths returns the files `lint` reads from its arguments: paths, glob
 // patterns, and folders ending in "/..." walked for YAML files. Flags are
-// skipped, but the value of -r/--resources is a file like the others.
-func lintPaths(args []string) []string {
-	var out []string
-	for _, a := range args {
+// skipped, but the values of -r/--resources are returned apart, as res: their
+// resources are added to every config.
+func lintPaths(args []string) (out, res []string) {
+	for k := 0; k < len(args); k++ {
+		a := args[k]
+		if a == "-r" || a == "--resources" || a == "-resources" {
+			if k+1 < len(args) {
+				k++
+				res = append(res, globOr(args[k])...)
+			}
+			continue
+		}
 		if strings.HasPrefix(a, "-") {
-			if _, v, ok := strings.Cut(a, "="); ok {
-				a = v
-			} else {
+			f, v, ok := strings.Cut(a, "=")
+			if !ok {
 				continue
 			}
+			if f == "-r" || f == "--resources" || f == "-resources" {
+				res = append(res, globOr(v)...)
+				continue
+			}
+			a = v
 		}
 		if dir, ok := strings.CutSuffix(a, "/..."); ok {
 			_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -89,11 +127,15 @@ func lintPaths(args []string) []string {
 			})
 			continue
 		}
-		if m, err := filepath.Glob(a); err == nil && len(m) > 0 {
-			out = append(out, m...)
-			continue
-		}
-		out = append(out, a)
+		out = append(out, globOr(a)...)
 	}
-	return out
+	return out, res
+}
+
+// globOr returns the files pattern a matches, or a itself.
+func globOr(a string) []string {
+	if m, err := filepath.Glob(a); err == nil && len(m) > 0 {
+		return m
+	}
+	return []string{a}
 }

@@ -33,6 +33,7 @@ import (
 
 	jftp "github.com/jlaffaye/ftp"
 
+	"github.com/kafka-backup/kafka-backup/internal/ftpconn"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -294,9 +295,28 @@ func (d *Destination) worker(ctx context.Context) {
 	}
 }
 
+// errSpoolFileGone is wrapped by the error of an upload whose spool file
+// was removed (a cleanup job deleted the spool folder) before it reached the
+// server: it is not retried.
+var errSpoolFileGone = errors.New("the spool file was removed before it was uploaded")
+
 // done records the outcome of one upload attempt.
 func (d *Destination) done(j *job, err error, took time.Duration) {
 	remote := path.Join(j.remote, j.name)
+	if errors.Is(err, errSpoolFileGone) {
+		// Retrying cannot bring it back; the job would hold its bytes in
+		// the spool's count, and readiness with them, forever.
+		d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
+			"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.active--
+		delete(d.queued, j.local)
+		d.spool -= j.size
+		d.obs.SpoolBytes(d.spool)
+		d.cond.Broadcast()
+		return
+	}
 	var refusal *Refusal
 	switch {
 	case err == nil:
@@ -351,6 +371,9 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 		return err
 	}
 	f, err := os.Open(j.local)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", errSpoolFileGone, err)
+	}
 	if err != nil {
 		return fmt.Errorf("opening spool file: %w", err)
 	}
@@ -383,7 +406,9 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if err := d.recordRanges(c, j.remote, map[string][]rolling.Range{j.name: j.ranges}); err != nil {
 		return err
 	}
-	if err := d.appendJournal(filepath.Dir(j.local), j); err != nil {
+	if err := d.appendJournal(filepath.Dir(j.local), j); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// A spool folder removed since, its journal with it, does not fail
+		// an upload the server holds: the journal is only a hint.
 		return fmt.Errorf("recording the upload in the spool: %w", err)
 	}
 	if err := os.Remove(j.local); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -437,6 +462,16 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 // (rolling.TrimCovered) and makes j the upload of what is left, under the
 // name of its first offset. done is true when nothing is left.
 func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
+	if _, err := os.Stat(j.local); errors.Is(err, fs.ErrNotExist) {
+		// Removed from the spool (its folder deleted): done if the
+		// server holds all of it, else lost.
+		for _, r := range j.ranges {
+			if !rolling.Covers(held, r) {
+				return false, fmt.Errorf("%w: %w", errSpoolFileGone, err)
+			}
+		}
+		return true, nil
+	}
 	spoolDir := filepath.Dir(j.local)
 	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges, Bytes: j.size}
 	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
@@ -619,10 +654,13 @@ func rangeLine(name string, ranges []rolling.Range) string {
 func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, error) {
 	r, err := c.Retr(path.Join(dir, MarkerName))
 	if err != nil {
-		if connBroken(err) {
-			return nil, err
+		if code := ftpconn.ReplyCode(err); code != 550 && code != 450 {
+			// Not "no such file" (a broken connection, 425, 451…): taken
+			// as empty, the marker would be rewritten without the lines of
+			// every file uploaded before.
+			return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
 		}
-		return map[string][]rolling.Range{}, nil // 550: no marker yet
+		return map[string][]rolling.Range{}, nil // no marker yet
 	}
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if cerr := r.Close(); err == nil {

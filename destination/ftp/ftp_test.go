@@ -577,3 +577,127 @@ func TestUntrustedCertificate(t *testing.T) {
 		t.Fatal("Ready with an untrusted certificate")
 	}
 }
+
+// TestSpoolFolderRemovedWhileQueued: files rolled while the server is down
+// wait in the spool; a cleanup job deletes the spool's partition folder.
+// Their records are lost (said loudly), but the uploads of files that no
+// longer exist must not be retried forever, holding the spool's byte count
+// (and so readiness) hostage.
+func TestSpoolFolderRemovedWhileQueued(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, nil)
+	srv.Stop()
+	if err := r.writer.Write(context.Background(), "test", 0, records(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := r.dest.Pending(); files == 0 {
+		t.Fatal("nothing queued")
+	}
+	if err := os.RemoveAll(filepath.Join(r.spool, "test", "0")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		files, bytes := r.dest.Pending()
+		if files == 0 && bytes == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files (%d bytes) still pending after their spool folder was removed; failures: %q", files, bytes, r.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.ev.mu.Lock()
+	said := strings.Join(r.ev.errors, "\n")
+	r.ev.mu.Unlock()
+	if !strings.Contains(said, "LOST") {
+		t.Fatalf("errors %q, want one saying the removed spool files' records are lost", said)
+	}
+}
+
+// TestSpoolFolderRemovedAfterUpload: a file reached the server under its
+// final name, but the reply was lost, so the upload is retried; meanwhile a
+// cleanup job deletes the spool's partition folder. The retry finds the file
+// on the server: it is done, though the spool's journal (a hint) cannot be
+// written any more; it must not be retried for ever.
+func TestSpoolFolderRemovedAfterUpload(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1 })
+	srv.Inject(ftptest.Fault{DropAfterRename: 1})
+	if err := r.writer.Write(context.Background(), "test", 0, records(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(r.ev.failed()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the dropped rename was never reported")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Uploads going on may add a journal while the folder is removed.
+	for err := os.RemoveAll(filepath.Join(r.spool, "test", "0")); err != nil; err = os.RemoveAll(filepath.Join(r.spool, "test", "0")) {
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	for {
+		files, bytes := r.dest.Pending()
+		if files == 0 && bytes == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files (%d bytes) still pending; failures: %q", files, bytes, r.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMarkerKeptOnFailedRead: reading the marker fails with a reply that
+// does not say it is missing (552 here; 425 or 451 on real servers). The
+// upload must not rewrite the marker as if it were empty, dropping the lines
+// of the files uploaded before: verify relies on them to find files deleted
+// from the server.
+func TestMarkerKeptOnFailedRead(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1 })
+	ctx := context.Background()
+	if err := r.writer.Write(ctx, "test", 0, records(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	r.drain(t, nil)
+	marker := filepath.Join(srv.LocalPath("/backup/10MB/test/0"), ftp.MarkerName)
+	before, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(ftp.ParseRanges(before))
+	// The next run (another instance) uploads one more file; its two reads
+	// of the marker fail: the one that finds what the server holds already,
+	// and the one before the marker is rewritten.
+	r2 := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1; c.Instance = "test-2" })
+	if err := r2.writer.Write(ctx, "test", 0, records(1000, 10)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Inject(ftptest.Fault{FailDownloads: 2})
+	if err := r2.writer.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if files, _ := r2.dest.Pending(); files == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upload did not finish; failures %q", r2.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	after, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(ftp.ParseRanges(after)); got != n+1 {
+		t.Fatalf("marker lists %d files after one more upload, want %d:\nbefore:\n%s\nafter:\n%s", got, n+1, before, after)
+	}
+}

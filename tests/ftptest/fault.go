@@ -63,6 +63,10 @@ type Fault struct {
 	FailMkdirs int
 	// FailDeletes: the next N removals (DELE, RMD) fail with 550.
 	FailDeletes int
+	// FailDownloads: the next N downloads (RETR) of a file fail when it is
+	// opened, with 552 as ftpserverlib answers a storage error: a reply
+	// other than 550 (file not found) and not a broken connection.
+	FailDownloads int
 }
 
 // Counts are cumulative counters since [Start] (across restarts), returned by
@@ -132,7 +136,20 @@ func (c *clientFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File
 		s.counts.Downloads++
 		s.mu.Unlock()
 
-		return c.Fs.OpenFile(name, flag, perm)
+		f, err := c.Fs.OpenFile(name, flag, perm)
+		if err != nil {
+			return nil, err
+		}
+		if st, serr := f.Stat(); serr == nil && !st.IsDir() {
+			s.mu.Lock()
+			fail := take(&s.pending.FailDownloads, &s.counts.Fired.FailDownloads)
+			s.mu.Unlock()
+			if fail {
+				f.Close()
+				return nil, &os.PathError{Op: "open", Path: name, Err: errStorage}
+			}
+		}
+		return f, nil
 	}
 
 	s.mu.Lock()

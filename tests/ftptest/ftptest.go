@@ -30,6 +30,7 @@
 //	DropAfterRename    no reply: io.EOF; the rename HAS been applied
 //	FailMkdirs         550 from MakeDir
 //	FailDeletes        550 from Delete / RemoveDir
+//	FailDownloads      552 from Retr of a file (not a folder listing)
 //
 // Freeze makes the server stop answering on every connection (new ones are
 // still accepted by the kernel but get no greeting), which lets tests check
