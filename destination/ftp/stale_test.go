@@ -1,0 +1,56 @@
+package ftp_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tests/ftptest"
+)
+
+// spoolFile writes recs, in batches of batch records, as the finished spool
+// file of test/0 named after their first offset.
+func spoolFile(t *testing.T, spool string, recs []segment.Record, batch int) {
+	t.Helper()
+	e, _ := segment.NewEncoder(segment.None)
+	var data []byte
+	name := rolling.NamePlain.FileName(recs[0].Offset)
+	for len(recs) > 0 {
+		var n int
+		data, n = e.AppendBatch(data, recs[:min(batch, len(recs))], 1<<30)
+		recs = recs[n:]
+	}
+	dir := rolling.PartitionDir(spool, "test", 0)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStaleMarkerLineOfAReusedName: a final file was deleted on the server
+// (by hand, "rm *" leaves the hidden marker), its marker line stays, and the
+// records are backed up again (a new consumer group) into files rolled at
+// other offsets: the new file of the same name holds fewer offsets than the
+// stale line says. Its rename succeeds but the reply is lost, so the marker
+// is not updated at once. The stale line must not count as the new file's
+// offsets: the next file's records, acknowledged, would be cut as held.
+func TestStaleMarkerLineOfAReusedName(t *testing.T) {
+	srv := ftptest.Start(t)
+	newRig(t, srv, nil).drain(t, records(0, 100)) // file 0: offsets 0-99
+	dir := srv.LocalPath("/backup/10MB/test/0")
+	if err := os.Remove(filepath.Join(dir, "0")); err != nil { // the marker stays
+		t.Fatal(err)
+	}
+	spool := t.TempDir()
+	spoolFile(t, spool, records(0, 50), 10)  // file 0: 0-49
+	spoolFile(t, spool, records(50, 50), 10) // file 50: 50-99
+	srv.Inject(ftptest.Fault{DropAfterRename: 1})
+	r := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool; c.Instance = "test-2"; c.MaxConnections = 1 })
+	r.drain(t, nil)
+	assertAll(t, srv, 100)
+}
