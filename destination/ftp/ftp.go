@@ -366,6 +366,12 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if size != j.size {
 		return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
 	}
+	// A marker line for the name, while no file has it, describes a file
+	// deleted on the server ("rm *" leaves the hidden marker): once this file
+	// has the name, readers would take the line for its offsets.
+	if err := d.forgetLine(c, j.remote, j.name); err != nil {
+		return err
+	}
 	// Checked again right before the rename: RNTO replaces a file on most
 	// servers, and another instance may have taken the name meanwhile.
 	if taken, err = nameTaken(c, final); err != nil {
@@ -555,6 +561,27 @@ func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[
 		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, MarkerName, markerTries))
 	}
 	return nil
+}
+
+// forgetLine removes the line of name, a final file about to be renamed into
+// remote, from remote's marker, and from the lines this instance writes
+// again: a line written before the file had the name is not about it.
+func (d *Destination) forgetLine(c *jftp.ServerConn, remote, name string) error {
+	m := d.markerLock(remote)
+	m.Lock()
+	defer m.Unlock()
+	d.mu.Lock()
+	delete(d.recorded[remote], name)
+	d.mu.Unlock()
+	ranges, err := readMarker(c, remote)
+	if err != nil {
+		return err
+	}
+	if _, ok := ranges[name]; !ok {
+		return nil
+	}
+	delete(ranges, name)
+	return d.writeMarker(c, remote, ranges)
 }
 
 // listsAll reports whether marker lists every file of files with its ranges.
