@@ -1,9 +1,12 @@
 package ftp_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
 	"github.com/kafka-backup/kafka-backup/rolling"
@@ -53,4 +56,55 @@ func TestStaleMarkerLineOfAReusedName(t *testing.T) {
 	r := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool; c.Instance = "test-2"; c.MaxConnections = 1 })
 	r.drain(t, nil)
 	assertAll(t, srv, 100)
+}
+
+// TestRefusalOfOneFolderHolds: the server refuses uploads into one
+// partition's folder (550 on STOR: a file stands where the folder should be,
+// as a folder the FTP user may not write would). Ready must fail while that
+// refusal holds, even when files of another partition upload fine
+// meanwhile: else records of the refused partition are acknowledged into
+// the spool again.
+func TestRefusalOfOneFolderHolds(t *testing.T) {
+	srv := ftptest.Start(t)
+	base := srv.LocalPath("/backup/10MB/test")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "1"), []byte("not a folder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1 })
+	ctx := context.Background()
+	if err := r.writer.Write(ctx, "test", 1, records(0, 200)); err != nil { // rolls: MaxSize 8 KiB
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var refusal *ftp.Refusal
+	for err := r.dest.Ready(); !errors.As(err, &refusal); err = r.dest.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready: %v, want a refusal of test/1's folder; failures %q", err, r.ev.failed())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.writer.Write(ctx, "test", 0, records(0, 200)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r.ev.mu.Lock()
+		n := r.ev.uploaded
+		r.ev.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("test/0 was not uploaded; failures %q", r.ev.failed())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range 20 {
+		if err := r.dest.Ready(); err == nil {
+			t.Fatal("Ready is nil after an upload of test/0 while the server still refuses test/1's folder")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
