@@ -280,7 +280,7 @@ func (d *Destination) worker(ctx context.Context) {
 			if err != nil {
 				err = fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
 			} else {
-				d.accepted(true)
+				d.accepted(true, "")
 			}
 		}
 		if err == nil {
@@ -301,10 +301,13 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 	switch {
 	case err == nil:
 		d.obs.Uploaded(remote, j.size, took)
-		d.accepted(false)
+		d.accepted(false, j.remote)
 	case errors.As(err, &refusal):
 		// Reported once by refuse, not at every attempt.
 		j.attempt++
+		if !refusal.login {
+			refusal.folder = j.remote
+		}
 		d.refuse(refusal)
 	default:
 		j.attempt++
@@ -842,7 +845,7 @@ func (d *Destination) remoteRanges(ctx context.Context, topic string, partition 
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
 	}
 	defer c.Quit()
-	d.accepted(true)
+	d.accepted(true, "")
 	held, _, err := d.remoteFiles(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))), "", true)
 	return held, err
 }

@@ -24,8 +24,9 @@ type Refusal struct {
 	// Fix says what to change, naming the configuration field.
 	Fix string
 	// login is true when a successful login ends the refusal; otherwise a
-	// successful upload does.
-	login bool
+	// successful upload into folder does.
+	login  bool
+	folder string
 }
 
 func (r *Refusal) Error() string { return fmt.Sprintf("%v: %s", r.Err, r.Fix) }
@@ -100,11 +101,12 @@ func (d *Destination) refuse(r *Refusal) {
 	}
 }
 
-// accepted ends a refusal after a successful login (login) or upload.
-func (d *Destination) accepted(login bool) {
+// accepted ends a refusal after a successful login (login), or upload into
+// folder: an upload refused in one folder is not ended by one into another.
+func (d *Destination) accepted(login bool, folder string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.refused != nil && (!login || d.refused.login) {
+	if d.refused != nil && (d.refused.login || !login && d.refused.folder == folder) {
 		d.refused = nil
 		d.cond.Broadcast()
 	}
@@ -136,7 +138,7 @@ func (d *Destination) prober(ctx context.Context) {
 		c, err := dial(ctx, &d.cfg)
 		if err == nil {
 			_ = c.Quit()
-			d.accepted(true)
+			d.accepted(true, "")
 			continue
 		}
 		var again *Refusal
