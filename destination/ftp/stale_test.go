@@ -108,3 +108,34 @@ func TestRefusalOfOneFolderHolds(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRefusedRename: a server that takes uploads but refuses to rename them
+// (550: an upload-only drop box, vsftpd's cmds_denied=RNFR) never holds a
+// final file: like a refused STOR it is a refusal, not an outage, so Ready
+// fails instead of the spool filling with acknowledged records. Once the
+// server renames again, everything arrives.
+func TestRefusedRename(t *testing.T) {
+	srv := ftptest.Start(t)
+	srv.Inject(ftptest.Fault{FailRenames: 1 << 20})
+	r := newRig(t, srv, nil)
+	if err := r.writer.Write(context.Background(), "test", 0, records(0, 200)); err != nil { // rolls: MaxSize 8 KiB
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.ev.failed()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no upload failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var refusal *ftp.Refusal
+	if err := r.dest.Ready(); !errors.As(err, &refusal) {
+		t.Fatalf("Ready: %v, want a refusal; failures %q", err, r.ev.failed())
+	}
+	srv.Inject(ftptest.Fault{})
+	r.drain(t, nil)
+	assertAll(t, srv, 200)
+	if err := r.dest.Ready(); err != nil {
+		t.Fatalf("Ready after the server renames again: %v", err)
+	}
+}
