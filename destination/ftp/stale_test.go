@@ -122,15 +122,12 @@ func TestRefusedRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(r.ev.failed()) == 0 {
+	var refusal *ftp.Refusal
+	for err := r.dest.Ready(); !errors.As(err, &refusal); err = r.dest.Ready() {
 		if time.Now().After(deadline) {
-			t.Fatal("no upload failed")
+			t.Fatalf("Ready: %v, want a refusal; failures %q", err, r.ev.failed())
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	var refusal *ftp.Refusal
-	if err := r.dest.Ready(); !errors.As(err, &refusal) {
-		t.Fatalf("Ready: %v, want a refusal; failures %q", err, r.ev.failed())
 	}
 	srv.Inject(ftptest.Fault{})
 	r.drain(t, nil)
