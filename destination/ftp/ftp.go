@@ -387,7 +387,7 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 		return d.trim(c, j, final)
 	}
 	if err := c.Rename(tmp, final); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, err)
+		return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, d.storeRefusal(err))
 	}
 	if err := d.recordRanges(c, j.remote, map[string][]rolling.Range{j.name: j.ranges}); err != nil {
 		return err

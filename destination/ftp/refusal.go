@@ -77,14 +77,15 @@ func (d *Destination) dialRefusal(err error) error {
 	return err
 }
 
-// storeRefusal returns err, the failure of a STOR, as a
-// *Refusal when the server refuses it for good: 550 or 553 (permission
-// denied, folder missing and not creatable), 532 (account needed), 530.
+// storeRefusal returns err, the failure of a STOR or of the rename of an
+// upload, as a *Refusal when the server refuses it for good: 550 or 553
+// (permission denied, folder missing and not creatable, renames denied),
+// 532 (account needed), 530.
 func (d *Destination) storeRefusal(err error) error {
 	switch ftpconn.ReplyCode(err) {
 	case 530, 532, 550, 553:
 		return &Refusal{Err: err,
-			Fix: fmt.Sprintf("the server refuses to store files below %s (permission denied on the path?): give FTP user %q write permission there, or change path", path.Join("/", d.cfg.Root), d.cfg.User)}
+			Fix: fmt.Sprintf("the server refuses to store or rename files below %s (permission denied on the path?): give FTP user %q write permission there (STOR, RNFR/RNTO), or change path", path.Join("/", d.cfg.Root), d.cfg.User)}
 	}
 	return err
 }
