@@ -136,3 +136,18 @@ func TestRefusedRename(t *testing.T) {
 		t.Fatalf("Ready after the server renames again: %v", err)
 	}
 }
+
+// TestTakenNameFirstBatchPartlyHeld: after a rebalance, the server holds
+// file 0 with offsets 0-39 (the first instance's), and this instance's
+// spool file 0 holds 0-99 in one batch (one fetch delivered again). The
+// name is taken and the first batch is only partly on the server: offsets
+// 40-99, acknowledged, must still reach the server.
+func TestTakenNameFirstBatchPartlyHeld(t *testing.T) {
+	srv := ftptest.Start(t)
+	newRig(t, srv, nil).drain(t, records(0, 40))
+	spool := t.TempDir()
+	spoolFile(t, spool, records(0, 100), 100)
+	r := newRig(t, srv, func(c *ftp.Config) { c.Spool = spool; c.Instance = "test-2" })
+	r.drain(t, nil)
+	assertAll(t, srv, 100)
+}
