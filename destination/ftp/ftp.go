@@ -430,7 +430,8 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 		}
 	}
 	name := j.name
-	done, err := d.cut(j, held)
+	// By record: the taken file may end inside the first batch.
+	done, err := d.cut(j, held, true)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%s already exists on the server, and cutting what the server holds from the spool copy %s failed: %w", final, j.local, err)
@@ -444,11 +445,17 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 
 // cut cuts from j's spool copy the batches whose offsets held covers
 // (rolling.TrimCovered) and makes j the upload of what is left, under the
-// name of its first offset. done is true when nothing is left.
-func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
+// name of its first offset. done is true when nothing is left. With
+// records, a batch only partly held loses its held records
+// (rolling.TrimCoveredRecords).
+func (d *Destination) cut(j *job, held []rolling.Range, records bool) (done bool, err error) {
 	spoolDir := filepath.Dir(j.local)
 	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges}
-	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+	trim := rolling.TrimCovered
+	if records {
+		trim = rolling.TrimCoveredRecords
+	}
+	t, ok, err := trim(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
 		func(name string) string { return filepath.Join(spoolDir, name) })
 	if err != nil {
 		return false, err
@@ -479,7 +486,7 @@ func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error)
 	if !rolling.Overlap(held, j.ranges) {
 		return false, nil
 	}
-	if done, err = d.cut(j, held); err != nil {
+	if done, err = d.cut(j, held, false); err != nil {
 		return false, fmt.Errorf("cutting from %s the records the server holds already: %w", j.local, err)
 	}
 	return done, nil
