@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 
@@ -28,6 +29,18 @@ func NamingOf(name string) Naming {
 // batch only partly covered is kept whole: nothing is lost. When no batch is
 // covered, f is returned untouched.
 func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
+	return trimCovered(f, covered, pathFor, false)
+}
+
+// TrimCoveredRecords is TrimCovered, except that a batch only partly covered
+// is written again with its records whose offsets covered does not report:
+// for a file whose name is taken by another writer's file that ends inside
+// its first batch, which keeping that batch whole would never let go.
+func TrimCoveredRecords(f File, covered func(Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
+	return trimCovered(f, covered, pathFor, true)
+}
+
+func trimCovered(f File, covered func(Range) bool, pathFor func(name string) string, records bool) (trimmed File, ok bool, err error) {
 	in, err := os.Open(f.Path)
 	if err != nil {
 		return f, false, err
@@ -57,17 +70,33 @@ func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 			dropped++
 			continue
 		}
-		if t.Records == 0 {
-			t.FirstOffset = r.First
+		raw, rs, n, cut, err := b.Raw(), []Range{r}, int(b.NumRecords), false, error(nil)
+		if records {
+			raw, rs, n, cut, err = uncovered(b, covered)
 		}
-		if _, err := out.Write(b.Raw()); err != nil {
+		if err != nil {
+			os.Remove(tmpPath)
+			return f, false, fmt.Errorf("reading %s: %w", f.Path, err)
+		}
+		if cut {
+			dropped++
+		}
+		if n == 0 {
+			continue
+		}
+		if t.Records == 0 {
+			t.FirstOffset = rs[0].First
+		}
+		if _, err := out.Write(raw); err != nil {
 			os.Remove(tmpPath)
 			return f, false, fmt.Errorf("writing %s: %w", tmpPath, err)
 		}
-		t.Ranges = segment.AppendRange(t.Ranges, r)
-		t.LastOffset = r.Last
-		t.Records += int64(b.NumRecords)
-		t.Bytes += int64(b.Size)
+		for _, r := range rs {
+			t.Ranges = segment.AppendRange(t.Ranges, r)
+		}
+		t.LastOffset = rs[len(rs)-1].Last
+		t.Records += int64(n)
+		t.Bytes += int64(len(raw))
 	}
 	if t.Records == 0 {
 		out.Close()
@@ -108,4 +137,38 @@ func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 		}
 	}
 	return t, true, nil
+}
+
+// uncovered returns batch b as it is when covered reports none of its
+// records' offsets, else its other records encoded again: raw, the batches'
+// ranges and the number of records, and cut true.
+func uncovered(b *segment.Batch, covered func(Range) bool) (raw []byte, rs []Range, n int, cut bool, err error) {
+	whole := []Range{{First: b.BaseOffset, Last: b.LastOffset}}
+	recs, err := b.Records()
+	if err != nil {
+		return nil, nil, 0, false, err
+	}
+	keep := recs[:0:0]
+	for _, r := range recs {
+		if !covered(Range{First: r.Offset, Last: r.Offset}) {
+			keep = append(keep, r)
+		}
+	}
+	if len(keep) == len(recs) {
+		return b.Raw(), whole, int(b.NumRecords), false, nil
+	}
+	enc, err := segment.NewEncoder(b.Codec)
+	if err != nil {
+		return nil, nil, 0, false, err
+	}
+	for left := keep; len(left) > 0; {
+		var k int
+		raw, k = enc.AppendBatch(raw, left, math.MaxInt64)
+		if k == 0 {
+			return nil, nil, 0, false, fmt.Errorf("encoding again the records of the batch at offset %d", b.BaseOffset)
+		}
+		rs = append(rs, Range{First: left[0].Offset, Last: left[k-1].Offset})
+		left = left[k:]
+	}
+	return raw, rs, len(keep), true, nil
 }

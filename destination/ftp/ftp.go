@@ -281,7 +281,7 @@ func (d *Destination) worker(ctx context.Context) {
 			if err != nil {
 				err = fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
 			} else {
-				d.accepted(true)
+				d.accepted(true, "")
 			}
 		}
 		if err == nil {
@@ -321,10 +321,13 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 	switch {
 	case err == nil:
 		d.obs.Uploaded(remote, j.size, took)
-		d.accepted(false)
+		d.accepted(false, j.remote)
 	case errors.As(err, &refusal):
 		// Reported once by refuse, not at every attempt.
 		j.attempt++
+		if !refusal.login {
+			refusal.folder = j.remote
+		}
 		d.refuse(refusal)
 	default:
 		j.attempt++
@@ -389,6 +392,12 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if size != j.size {
 		return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
 	}
+	// A marker line for the name, while no file has it, describes a file
+	// deleted on the server ("rm *" leaves the hidden marker): once this file
+	// has the name, readers would take the line for its offsets.
+	if err := d.forgetLine(c, j.remote, j.name); err != nil {
+		return err
+	}
 	// Checked again right before the rename: RNTO replaces a file on most
 	// servers, and another instance may have taken the name meanwhile.
 	if taken, err = nameTaken(c, final); err != nil {
@@ -401,7 +410,7 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 		return d.trim(c, j, final)
 	}
 	if err := c.Rename(tmp, final); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, err)
+		return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, d.storeRefusal(err))
 	}
 	if err := d.recordRanges(c, j.remote, map[string][]rolling.Range{j.name: j.ranges}); err != nil {
 		return err
@@ -446,7 +455,8 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 		}
 	}
 	name := j.name
-	done, err := d.cut(j, held)
+	// By record: the taken file may end inside the first batch.
+	done, err := d.cut(j, held, true)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%s already exists on the server, and cutting what the server holds from the spool copy %s failed: %w", final, j.local, err)
@@ -460,8 +470,10 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 
 // cut cuts from j's spool copy the batches whose offsets held covers
 // (rolling.TrimCovered) and makes j the upload of what is left, under the
-// name of its first offset. done is true when nothing is left.
-func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
+// name of its first offset. done is true when nothing is left. With
+// records, a batch only partly held loses its held records
+// (rolling.TrimCoveredRecords).
+func (d *Destination) cut(j *job, held []rolling.Range, records bool) (done bool, err error) {
 	if _, err := os.Stat(j.local); errors.Is(err, fs.ErrNotExist) {
 		// Removed from the spool (its folder deleted): done if the
 		// server holds all of it, else lost.
@@ -474,7 +486,11 @@ func (d *Destination) cut(j *job, held []rolling.Range) (done bool, err error) {
 	}
 	spoolDir := filepath.Dir(j.local)
 	f := rolling.File{Path: j.local, Name: j.name, Ranges: j.ranges, Bytes: j.size}
-	t, ok, err := rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+	trim := rolling.TrimCovered
+	if records {
+		trim = rolling.TrimCoveredRecords
+	}
+	t, ok, err := trim(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
 		func(name string) string { return filepath.Join(spoolDir, name) })
 	if err != nil {
 		return false, err
@@ -505,7 +521,7 @@ func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error)
 	if !rolling.Overlap(held, j.ranges) {
 		return false, nil
 	}
-	if done, err = d.cut(j, held); err != nil {
+	if done, err = d.cut(j, held, false); err != nil {
 		return false, fmt.Errorf("cutting from %s the records the server holds already: %w", j.local, err)
 	}
 	return done, nil
@@ -590,6 +606,27 @@ func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[
 		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, MarkerName, markerTries))
 	}
 	return nil
+}
+
+// forgetLine removes the line of name, a final file about to be renamed into
+// remote, from remote's marker, and from the lines this instance writes
+// again: a line written before the file had the name is not about it.
+func (d *Destination) forgetLine(c *jftp.ServerConn, remote, name string) error {
+	m := d.markerLock(remote)
+	m.Lock()
+	defer m.Unlock()
+	d.mu.Lock()
+	delete(d.recorded[remote], name)
+	d.mu.Unlock()
+	ranges, err := readMarker(c, remote)
+	if err != nil {
+		return err
+	}
+	if _, ok := ranges[name]; !ok {
+		return nil
+	}
+	delete(ranges, name)
+	return d.writeMarker(c, remote, ranges)
 }
 
 // listsAll reports whether marker lists every file of files with its ranges.
@@ -853,7 +890,7 @@ func (d *Destination) remoteRanges(ctx context.Context, topic string, partition 
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
 	}
 	defer c.Quit()
-	d.accepted(true)
+	d.accepted(true, "")
 	held, _, err := d.remoteFiles(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))), "", true)
 	return held, err
 }

@@ -24,8 +24,9 @@ type Refusal struct {
 	// Fix says what to change, naming the configuration field.
 	Fix string
 	// login is true when a successful login ends the refusal; otherwise a
-	// successful upload does.
-	login bool
+	// successful upload into folder does.
+	login  bool
+	folder string
 }
 
 func (r *Refusal) Error() string { return fmt.Sprintf("%v: %s", r.Err, r.Fix) }
@@ -76,14 +77,15 @@ func (d *Destination) dialRefusal(err error) error {
 	return err
 }
 
-// storeRefusal returns err, the failure of a STOR, as a
-// *Refusal when the server refuses it for good: 550 or 553 (permission
-// denied, folder missing and not creatable), 532 (account needed), 530.
+// storeRefusal returns err, the failure of a STOR or of the rename of an
+// upload, as a *Refusal when the server refuses it for good: 550 or 553
+// (permission denied, folder missing and not creatable, renames denied),
+// 532 (account needed), 530.
 func (d *Destination) storeRefusal(err error) error {
 	switch ftpconn.ReplyCode(err) {
 	case 530, 532, 550, 553:
 		return &Refusal{Err: err,
-			Fix: fmt.Sprintf("the server refuses to store files below %s (permission denied on the path?): give FTP user %q write permission there, or change path", path.Join("/", d.cfg.Root), d.cfg.User)}
+			Fix: fmt.Sprintf("the server refuses to store or rename files below %s (permission denied on the path?): give FTP user %q write permission there (STOR, RNFR/RNTO), or change path", path.Join("/", d.cfg.Root), d.cfg.User)}
 	}
 	return err
 }
@@ -100,11 +102,12 @@ func (d *Destination) refuse(r *Refusal) {
 	}
 }
 
-// accepted ends a refusal after a successful login (login) or upload.
-func (d *Destination) accepted(login bool) {
+// accepted ends a refusal after a successful login (login), or upload into
+// folder: an upload refused in one folder is not ended by one into another.
+func (d *Destination) accepted(login bool, folder string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.refused != nil && (!login || d.refused.login) {
+	if d.refused != nil && (d.refused.login || !login && d.refused.folder == folder) {
 		d.refused = nil
 		d.cond.Broadcast()
 	}
@@ -136,7 +139,7 @@ func (d *Destination) prober(ctx context.Context) {
 		c, err := dial(ctx, &d.cfg)
 		if err == nil {
 			_ = c.Quit()
-			d.accepted(true)
+			d.accepted(true, "")
 			continue
 		}
 		var again *Refusal
