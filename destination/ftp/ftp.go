@@ -93,7 +93,8 @@ type Destination struct {
 	// wrote: every update of the folder's marker writes them all again,
 	// repairing those another instance's update replaced.
 	recorded map[string]map[string][]rolling.Range
-	refused  *Refusal // the server's permanent refusal, while it holds
+	refused  *Refusal      // the server's permanent refusal, while it holds
+	side     chan struct{} // places of the connections besides the uploaders' (dialSide)
 
 	workers sync.WaitGroup
 	cancel  context.CancelFunc
@@ -127,7 +128,7 @@ func New(cfg Config) (*Destination, error) {
 	if err := os.MkdirAll(cfg.Spool, 0o755); err != nil {
 		return nil, fmt.Errorf("creating spool folder %s: %w", cfg.Spool, err)
 	}
-	d := &Destination{cfg: cfg, obs: cfg.Observer, queued: map[string]bool{}, markers: map[string]*sync.Mutex{},
+	d := &Destination{cfg: cfg, obs: cfg.Observer, side: make(chan struct{}, sideConnections), queued: map[string]bool{}, markers: map[string]*sync.Mutex{},
 		recorded: map[string]map[string][]rolling.Range{}}
 	if d.obs == nil {
 		d.obs = nopObserver{}
@@ -885,11 +886,11 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 }
 
 func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
-	c, err := dial(ctx, &d.cfg)
+	c, release, err := d.dialSide(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
 	}
-	defer c.Quit()
+	defer release()
 	d.accepted(true, "")
 	held, _, err := d.remoteFiles(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))), "", true)
 	return held, err
@@ -1027,11 +1028,11 @@ func (d *Destination) settleMarkers(ctx context.Context) {
 	if len(remotes) == 0 || ctx.Err() != nil {
 		return
 	}
-	c, err := dial(ctx, &d.cfg)
+	c, release, err := d.dialSide(ctx)
 	if err != nil {
 		return
 	}
-	defer c.Quit()
+	defer release()
 	for _, r := range remotes {
 		if ctx.Err() != nil {
 			return

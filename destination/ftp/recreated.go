@@ -29,11 +29,11 @@ var (
 // calls it for the first record of a run delivered again, to tell a replay
 // from a recreated topic, when the record is no longer in the spool.
 func (d *Destination) StoredRecord(ctx context.Context, topic string, partition int32, off int64) (segment.Record, bool, error) {
-	c, err := dial(ctx, &d.cfg)
+	c, release, err := d.dialSide(ctx)
 	if err != nil {
 		return segment.Record{}, false, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
 	}
-	defer c.Quit()
+	defer release()
 	remote := d.remoteDir(topic, partition)
 	names, err := c.NameList(remote)
 	if err != nil {
@@ -126,11 +126,11 @@ func (d *Destination) Folder(topic string, partition int32) string {
 // rolling.RecreatedNote in the partition's folder on the server, where
 // verify finds it.
 func (d *Destination) KeepNote(ctx context.Context, topic string, partition int32, note []byte) error {
-	c, err := dial(ctx, &d.cfg)
+	c, release, err := d.dialSide(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
 	}
-	defer c.Quit()
+	defer release()
 	remote := d.remoteDir(topic, partition)
 	if err := d.makeDirs(c, remote); err != nil {
 		return err
@@ -144,11 +144,11 @@ func (d *Destination) KeepNote(ctx context.Context, topic string, partition int3
 // Note implements rolling.NoteKeeper: it returns the rolling.RecreatedNote
 // of the partition's folder on the server, and false when there is none.
 func (d *Destination) Note(ctx context.Context, topic string, partition int32) ([]byte, bool, error) {
-	c, err := dial(ctx, &d.cfg)
+	c, release, err := d.dialSide(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
 	}
-	defer c.Quit()
+	defer release()
 	p := path.Join(d.remoteDir(topic, partition), rolling.RecreatedNote)
 	resp, err := c.Retr(p)
 	if err != nil {
