@@ -1,0 +1,301 @@
+package output
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/segment"
+)
+
+// lingerWait bounds how long records of a partition that are next in offset
+// order wait, first in its queue, for more to write with them (see
+// sequencer).
+const lingerWait = 10 * time.Millisecond
+
+// orderWait bounds how long records of a partition, first in its queue,
+// wait for records of lower offsets that may still be on their way (see
+// sequencer).
+const orderWait = 100 * time.Millisecond
+
+// sequencer writes the records of one partition that arrive in concurrent
+// WriteBatch calls: in offset order, and together (group commit).
+//
+// Every call queues its records (an entry) and waits. One goroutine per
+// partition, started when records arrive and ended when none are left, takes
+// the entries that are next in offset order, writes them with one
+// rolling.Writer.Write (one fsync under fsync: batch) and tells each entry
+// the result: an entry is acknowledged only once its own records are in the
+// file under the fsync policy. Entries that arrive while a write runs share
+// the next one.
+//
+// The kafka_franz input hands its messages, one by one unless its batching
+// is set, to max_in_flight concurrent calls, which may enter in another
+// order than they left the input. Records above a gap in the offsets wait
+// until the gap fills, at most orderWait; records next in order wait for
+// more to come, at most lingerWait, so that a write and its fsync take many
+// messages. Neither waits once all max_in_flight calls are inside the output
+// with their records queued: nothing that left the input before them can
+// still be on its way, and nothing more can come until a call returns (a gap
+// left then is a real one: a transaction marker, a compacted record, or a
+// batch that failed and will be delivered again). The redpanda input
+// delivers each partition in order, one batch at a time until it is
+// acknowledged: its records never wait.
+type sequencer struct {
+	o         *Output
+	topic     string
+	partition int32
+
+	mu      sync.Mutex
+	queue   []*entry // in offset order
+	next    int64    // the offset after the last one written; -1 unknown
+	running bool     // the goroutine is running
+	wake    chan struct{}
+
+	recs []segment.Record // the records of one write, kept for the next
+}
+
+// entry is the records of one partition from one WriteBatch call.
+type entry struct {
+	recs        []segment.Record
+	first, last int64
+	ordered     bool         // from an input that delivers the partition in order
+	gen         atomic.Int64 // Output.fullGen when its WriteBatch call came in (see enter)
+	held        time.Time    // when it first waited, first in the queue, for lower offsets
+	done        chan error   // receives the result once
+}
+
+func newSequencer(o *Output, topic string, partition int32) *sequencer {
+	return &sequencer{o: o, topic: topic, partition: partition, next: -1, wake: make(chan struct{}, 1)}
+}
+
+// add queues e and makes sure the partition's goroutine runs.
+func (s *sequencer) add(e *entry) {
+	s.mu.Lock()
+	i, _ := slices.BinarySearchFunc(s.queue, e.first, func(q *entry, first int64) int {
+		switch {
+		case q.first <= first:
+			return -1 // equal first offsets keep their arrival order
+		default:
+			return 1
+		}
+	})
+	s.queue = slices.Insert(s.queue, i, e)
+	start := !s.running
+	s.running = true
+	s.mu.Unlock()
+	if start {
+		go s.run()
+	} else {
+		s.poke()
+	}
+}
+
+// poke wakes the goroutine if it waits for a gap to fill.
+func (s *sequencer) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes entries until none are left.
+func (s *sequencer) run() {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		gen := s.o.generation()
+		s.mu.Lock()
+		batch, head, wait := s.take(time.Now(), gen)
+		if len(batch) == 0 && head == nil {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		if len(batch) > 0 {
+			s.write(batch)
+			continue
+		}
+		// head waits for records below it: until they come, orderWait
+		// passes, or all max_in_flight calls are inside.
+		if !s.o.waitFull(s, head.gen.Load()) {
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-s.wake:
+		case <-timer.C:
+		case <-s.o.closing:
+		}
+		s.o.stopWaiting(s)
+	}
+}
+
+// take removes from the queue the entries to write now: the first one if it
+// is next in offset order (or need not wait: see sequencer), and those that
+// follow it without a gap. With none to write, it returns the first entry
+// and how long it may still wait.
+func (s *sequencer) take(now time.Time, gen int64) (batch []*entry, head *entry, wait time.Duration) {
+	if len(s.queue) == 0 {
+		return nil, nil, 0
+	}
+	head = s.queue[0]
+	// Only the time spent first in the queue counts: entries that came in
+	// while a write ran have not waited for anything yet.
+	if head.held.IsZero() {
+		head.held = now
+	}
+	waited := now.Sub(head.held)
+	closing := false
+	select {
+	case <-s.o.closing:
+		closing = true
+	default:
+	}
+	limit := orderWait
+	if s.next >= 0 && head.first <= s.next {
+		limit = lingerWait // next in order: linger for more
+	}
+	if !head.ordered && !closing && gen <= head.gen.Load() && waited < limit {
+		return nil, head, limit - waited
+	}
+	n, last := 1, head.last
+	for ; n < len(s.queue); n++ {
+		e := s.queue[n]
+		if e.first > last+1 && !e.ordered {
+			break
+		}
+		last = max(last, e.last)
+	}
+	batch = slices.Clone(s.queue[:n])
+	s.queue = slices.Delete(s.queue, 0, n)
+	return batch, nil, 0
+}
+
+// write writes the records of batch with one Write and tells each entry.
+func (s *sequencer) write(batch []*entry) {
+	recs := s.recs[:0]
+	last := int64(-1)
+	for _, e := range batch {
+		recs = append(recs, e.recs...)
+		last = max(last, e.last)
+	}
+	err := s.o.writeRecords(s.topic, s.partition, recs)
+	clear(recs) // keep no messages reachable
+	s.recs = recs[:0]
+	s.mu.Lock()
+	if err == nil {
+		s.next = max(s.next, last+1)
+	} else {
+		// Some records may be in the file, some not: the next ones wait
+		// as at the start.
+		s.next = -1
+	}
+	s.mu.Unlock()
+	for _, e := range batch {
+		e.done <- err
+	}
+}
+
+// writeRecords writes recs of one partition, in the order given.
+func (o *Output) writeRecords(topic string, partition int32, recs []segment.Record) error {
+	o.mu.Lock()
+	w := o.writer
+	o.mu.Unlock()
+	if w == nil {
+		return service.ErrNotConnected
+	}
+	if err := w.Write(o.ctx, topic, partition, recs); err != nil {
+		if errors.Is(err, rolling.ErrClosed) {
+			return service.ErrNotConnected
+		}
+		return fmt.Errorf("topic %s partition %d: %w", topic, partition, err)
+	}
+	return nil
+}
+
+// sequencer returns the sequencer of a partition.
+func (o *Output) sequencer(topic string, partition int32) *sequencer {
+	o.seqMu.Lock()
+	defer o.seqMu.Unlock()
+	k := partKey{topic, partition}
+	s := o.seqs[k]
+	if s == nil {
+		s = newSequencer(o, topic, partition)
+		o.seqs[k] = s
+	}
+	return s
+}
+
+// enter counts a WriteBatch call in, once its entries are queued, and gives
+// them their generation. When the call makes max_in_flight, every call is
+// inside with its entries queued: nothing that left the input before any of
+// them is still on its way, so the entries queued need not wait for lower
+// offsets any more (a new generation begins), and the partitions that wait
+// are woken.
+func (o *Output) enter(entries []*entry) {
+	o.seqMu.Lock()
+	for _, e := range entries {
+		e.gen.Store(o.fullGen)
+	}
+	o.inside++
+	var wake []*sequencer
+	if o.inside >= o.maxInFlight {
+		o.fullGen++
+		for s := range o.waiting {
+			wake = append(wake, s)
+		}
+	}
+	o.seqMu.Unlock()
+	for _, s := range wake {
+		s.poke()
+	}
+}
+
+// leave counts a WriteBatch call out.
+func (o *Output) leave() {
+	o.seqMu.Lock()
+	o.inside--
+	o.seqMu.Unlock()
+}
+
+// generation returns the current generation (see enter).
+func (o *Output) generation() int64 {
+	o.seqMu.Lock()
+	defer o.seqMu.Unlock()
+	return o.fullGen
+}
+
+// waitFull registers s as waiting for the next generation and returns true,
+// or returns false if a generation after gen has begun already.
+func (o *Output) waitFull(s *sequencer, gen int64) bool {
+	o.seqMu.Lock()
+	defer o.seqMu.Unlock()
+	if o.fullGen > gen {
+		return false
+	}
+	o.waiting[s] = struct{}{}
+	return true
+}
+
+// stopWaiting undoes waitFull.
+func (o *Output) stopWaiting(s *sequencer) {
+	o.seqMu.Lock()
+	delete(o.waiting, s)
+	o.seqMu.Unlock()
+}
