@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -120,49 +121,71 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		o.free.Put(ps)
 		return err
 	}
-	entries := ps.entries[:0]
+	ps.begin(len(parts))
 	for i := range parts {
 		p := &parts[i]
-		e := &entry{
-			recs: p.recs, first: p.recs[0].Offset, last: p.recs[len(p.recs)-1].Offset,
-			ordered: p.ordered, done: make(chan error, 1),
-		}
+		e := &ps.entries[i]
+		e.recs, e.first, e.last, e.ordered, e.call = p.recs, p.recs[0].Offset, p.recs[0].Offset, p.ordered, ps
+		e.held = time.Time{}
 		e.gen.Store(math.MaxInt64) // until enter
 		for _, r := range p.recs {
 			e.first, e.last = min(e.first, r.Offset), max(e.last, r.Offset)
 		}
-		entries = append(entries, e)
 		o.sequencer(p.topic, p.partition).add(e)
 	}
-	ps.entries = entries
-	o.enter(entries)
+	o.enter(ps.entries)
 	defer o.leave()
-	var errs []error
-	for _, e := range entries {
-		select {
-		case err := <-e.done:
-			errs = append(errs, err)
-		case <-ctx.Done():
-			// The entries may still be written (harmless: a replay skips
-			// what is in a file); their records stay theirs, so ps is not
-			// reused.
-			return ctx.Err()
-		}
+	select {
+	case <-ps.done:
+	case <-ctx.Done():
+		// The entries may still be written (harmless: a replay skips what
+		// is in a file); their records stay theirs, so ps is not reused.
+		return ctx.Err()
 	}
-	clear(ps.entries)
+	err = ps.err
 	ps.reset()
 	o.free.Put(ps)
-	return errors.Join(errs...)
+	return err
 }
 
 // partitions groups the records of a message batch by partition. Its slices
 // are kept for the next batch (Output.free), so that splitting a batch
 // allocates nothing once they have grown.
 type partitions struct {
-	parts   []partBatch // parts[:n] hold the batch's partitions
-	n       int
-	entries []*entry        // the sequencer entries of the parts
-	index   map[partKey]int // into parts, made once a batch has two partitions
+	parts []partBatch // parts[:n] hold the batch's partitions
+	n     int
+	index map[partKey]int // into parts, made once a batch has two partitions
+
+	// The call's sequencer entries, one a part, and their results.
+	entries []entry
+	mu      sync.Mutex
+	left    int   // entries not written yet
+	err     error // the errors of those written
+	done    chan struct{}
+}
+
+// begin makes n entries, waiting for their results.
+func (ps *partitions) begin(n int) {
+	if cap(ps.entries) < n {
+		ps.entries = make([]entry, n)
+	}
+	ps.entries = ps.entries[:n]
+	ps.left, ps.err = n, nil
+	if ps.done == nil {
+		ps.done = make(chan struct{}, 1)
+	}
+}
+
+// finish records the result of one entry; the last one ends the call.
+func (ps *partitions) finish(err error) {
+	ps.mu.Lock()
+	ps.err = errors.Join(ps.err, err)
+	ps.left--
+	last := ps.left == 0
+	ps.mu.Unlock()
+	if last {
+		ps.done <- struct{}{}
+	}
 }
 
 type partKey struct {
@@ -237,6 +260,9 @@ func (ps *partitions) reset() {
 	}
 	ps.n = 0
 	clear(ps.index)
+	clear(ps.entries)
+	ps.entries = ps.entries[:0]
+	ps.err = nil
 }
 
 // Close finalizes every open file, then closes the destination.

@@ -68,7 +68,7 @@ type entry struct {
 	ordered     bool         // from an input that delivers the partition in order
 	gen         atomic.Int64 // Output.fullGen when its WriteBatch call came in (see enter)
 	held        time.Time    // when it first waited, first in the queue, for lower offsets
-	done        chan error   // receives the result once
+	call        *partitions  // the WriteBatch call, told the result (partitions.finish)
 }
 
 func newSequencer(o *Output, topic string, partition int32) *sequencer {
@@ -90,9 +90,12 @@ func (s *sequencer) add(e *entry) {
 	start := !s.running
 	s.running = true
 	s.mu.Unlock()
-	if start {
+	switch {
+	case start:
 		go s.run()
-	} else {
+	case i == 0:
+		// Only a new first entry can make the queue ready (a gap filled);
+		// the goroutine looks again after each write anyway.
 		s.poke()
 	}
 }
@@ -105,7 +108,11 @@ func (s *sequencer) poke() {
 	}
 }
 
-// run writes entries until none are left.
+// idleExit is how long a partition's goroutine waits for records before it
+// ends (the next records start it again).
+const idleExit = time.Second
+
+// run writes entries until none came for idleExit.
 func (s *sequencer) run() {
 	var timer *time.Timer
 	defer func() {
@@ -118,6 +125,23 @@ func (s *sequencer) run() {
 		s.mu.Lock()
 		batch, head, wait := s.take(time.Now(), gen)
 		if len(batch) == 0 && head == nil {
+			s.mu.Unlock()
+			if timer == nil {
+				timer = time.NewTimer(idleExit)
+			} else {
+				timer.Reset(idleExit)
+			}
+			select {
+			case <-s.wake:
+				continue
+			case <-timer.C:
+			case <-s.o.closing:
+			}
+			s.mu.Lock()
+			if len(s.queue) > 0 {
+				s.mu.Unlock()
+				continue
+			}
 			s.running = false
 			s.mu.Unlock()
 			return
@@ -208,7 +232,7 @@ func (s *sequencer) write(batch []*entry) {
 	}
 	s.mu.Unlock()
 	for _, e := range batch {
-		e.done <- err
+		e.call.finish(err)
 	}
 }
 
@@ -248,10 +272,10 @@ func (o *Output) sequencer(topic string, partition int32) *sequencer {
 // them is still on its way, so the entries queued need not wait for lower
 // offsets any more (a new generation begins), and the partitions that wait
 // are woken.
-func (o *Output) enter(entries []*entry) {
+func (o *Output) enter(entries []entry) {
 	o.seqMu.Lock()
-	for _, e := range entries {
-		e.gen.Store(o.fullGen)
+	for i := range entries {
+		entries[i].gen.Store(o.fullGen)
 	}
 	o.inside++
 	var wake []*sequencer
