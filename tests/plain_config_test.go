@@ -3,6 +3,8 @@ package tests
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,5 +103,56 @@ func testPlainConfig(t *testing.T, input string) {
 				break
 			}
 		}
+	}
+}
+
+// TestCreateKafkaBackup: `kafka-backup create <input>//kafka_backup` prints a
+// config that lints and, with the environment variables it names, backs up a
+// topic; `kafka-backup --help` describes this binary.
+func TestCreateKafkaBackup(t *testing.T) {
+	t.Parallel()
+	needKcat(t)
+	out, code := kb(t, "--help")
+	if first, _, _ := strings.Cut(strings.TrimPrefix(out, "NAME:\n"), "\n"); code != 0 || strings.Contains(out, "mundane") || !strings.Contains(first, "kafka-backup - back up Kafka topics") {
+		t.Errorf("kafka-backup --help (exit %d) does not describe kafka-backup: first line %q", code, first)
+	}
+	for _, cmd := range []string{"create", "restore", "verify", "ls", "demo"} {
+		if !strings.Contains(out, "\n   "+cmd+" ") {
+			t.Errorf("kafka-backup --help does not list the %s command:\n%s", cmd, out)
+		}
+	}
+
+	const topic, parts, perPartition = "created", 2, 300
+	b := startBroker(t, parts, topic)
+	for p := int32(0); p < parts; p++ {
+		lines := make([]string, perPartition)
+		for i := range lines {
+			lines[i] = fmt.Sprintf("key-%d\tvalue-%d-%d", i, p, i)
+		}
+		b.produce(topic, p, kcatRun{Lines: lines, KeyDelim: true})
+	}
+	truth := b.groundTruth(topic, parts)
+	for _, input := range []string{"kafka_franz", "redpanda"} {
+		t.Run(input, func(t *testing.T) {
+			cfg, code := kb(t, "create", input+"//kafka_backup")
+			if code != 0 {
+				t.Fatalf("kafka-backup create %s//kafka_backup: exit %d:\n%s", input, code, cfg)
+			}
+			path := filepath.Join(t.TempDir(), "created.yaml")
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, code := kb(t, "lint", path); code != 0 || strings.TrimSpace(out) != "" {
+				t.Fatalf("the created config does not lint (exit %d): %s\n%s", code, out, cfg)
+			}
+			dir := t.TempDir()
+			group := "created-" + input
+			p := runBinaryEnv(t, kbBin, "created-"+input, cfg, []string{
+				"KAFKA_BROKERS=" + b.addr, "BACKUP_TOPICS=" + topic, "BACKUP_GROUP=" + group, "BACKUP_PATH=" + dir,
+			})
+			waitCommitted(t, b, group, parts, []string{topic}, p)
+			p.stop()
+			verifyBackup(t, dir, verifyOpts{want: map[string]map[int32][]segment.Record{topic: truth}})
+		})
 	}
 }
