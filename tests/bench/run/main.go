@@ -600,12 +600,9 @@ func pipelineConfig(o *options, addr, input, row, group, dir string, ftp *ftpSer
 		}
 	}
 	b.WriteString("output:\n")
-	// kafka_franz can deliver one partition's batches concurrently: the
-	// README has max_in_flight 1 for it.
+	// The output's max_in_flight is its default for every input: it puts
+	// kafka_franz's concurrent batches of a partition back in order.
 	inflight := ""
-	if input == "kafka_franz" && !strings.Contains(o.extraOutput, "max_in_flight") {
-		inflight = "    max_in_flight: 1\n"
-	}
 	// The plain config's output: path only (and the FTP server).
 	sizes := "    size: 100MB\n    roll_duration: 1m\n"
 	ftpSizes := "    size: 10MB\n    roll_duration: 3s\n"
