@@ -121,12 +121,13 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		o.free.Put(ps)
 		return err
 	}
+	now := time.Now()
 	ps.begin(len(parts))
 	for i := range parts {
 		p := &parts[i]
 		e := &ps.entries[i]
 		e.recs, e.first, e.last, e.ordered, e.call = p.recs, p.recs[0].Offset, p.recs[0].Offset, p.ordered, ps
-		e.held = time.Time{}
+		e.arrived = now
 		e.gen.Store(math.MaxInt64) // until enter
 		for _, r := range p.recs {
 			e.first, e.last = min(e.first, r.Offset), max(e.last, r.Offset)

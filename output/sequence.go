@@ -15,12 +15,12 @@ import (
 )
 
 // lingerWait bounds how long records of a partition that are next in offset
-// order wait, first in its queue, for more to write with them (see
+// order wait, from their arrival, for more to write with them (see
 // sequencer).
 const lingerWait = 10 * time.Millisecond
 
-// orderWait bounds how long records of a partition, first in its queue,
-// wait for records of lower offsets that may still be on their way (see
+// orderWait bounds how long records of a partition wait, from their
+// arrival, for records of lower offsets that may still be on their way (see
 // sequencer).
 const orderWait = 100 * time.Millisecond
 
@@ -67,7 +67,7 @@ type entry struct {
 	first, last int64
 	ordered     bool         // from an input that delivers the partition in order
 	gen         atomic.Int64 // Output.fullGen when its WriteBatch call came in (see enter)
-	held        time.Time    // when it first waited, first in the queue, for lower offsets
+	arrived     time.Time    // when its WriteBatch call queued it
 	call        *partitions  // the WriteBatch call, told the result (partitions.finish)
 }
 
@@ -179,29 +179,35 @@ func (s *sequencer) take(now time.Time, gen int64) (batch []*entry, head *entry,
 		return nil, nil, 0
 	}
 	head = s.queue[0]
-	// Only the time spent first in the queue counts: entries that came in
-	// while a write ran have not waited for anything yet.
-	if head.held.IsZero() {
-		head.held = now
-	}
-	waited := now.Sub(head.held)
 	closing := false
 	select {
 	case <-s.o.closing:
 		closing = true
 	default:
 	}
-	limit := orderWait
-	if s.next >= 0 && head.first <= s.next {
-		limit = lingerWait // next in order: linger for more
+	// free says whether e need not wait for lower offsets any more: they
+	// are not on their way (ordered input, a generation after e's), or e
+	// came orderWait ago, long after anything that left the input before
+	// it. The time counts from its arrival, whatever ran meanwhile.
+	free := func(e *entry) bool {
+		return e.ordered || closing || gen > e.gen.Load() || now.Sub(e.arrived) >= orderWait
 	}
-	if !head.ordered && !closing && gen <= head.gen.Load() && waited < limit {
-		return nil, head, limit - waited
+	if !free(head) {
+		age := now.Sub(head.arrived)
+		if s.next < 0 || head.first > s.next {
+			return nil, head, orderWait - age // a gap below it
+		}
+		if age < lingerWait {
+			return nil, head, lingerWait - age // next in order: linger for more
+		}
 	}
+	// The entries that follow without a gap go with it, never one above a
+	// gap: the writer takes the offsets from a write's first to its last as
+	// written, and would skip a record of the gap that came late.
 	n, last := 1, head.last
 	for ; n < len(s.queue); n++ {
 		e := s.queue[n]
-		if e.first > last+1 && !e.ordered {
+		if e.first > last+1 {
 			break
 		}
 		last = max(last, e.last)

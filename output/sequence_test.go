@@ -17,10 +17,11 @@ import (
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
-// countingObserver counts the batches the rolling writer saw out of order.
-type countingObserver struct{ outOfOrder atomic.Int64 }
+// countingObserver counts the rolling writer's writes and the batches it
+// saw out of order.
+type countingObserver struct{ writes, outOfOrder atomic.Int64 }
 
-func (*countingObserver) Written(string, int32, int, int)                {}
+func (o *countingObserver) Written(string, int32, int, int)              { o.writes.Add(1) }
 func (*countingObserver) Finalized(rolling.File)                         {}
 func (*countingObserver) Skipped(string, int32, rolling.SkipReason, int) {}
 func (o *countingObserver) OutOfOrder(string, int32, int64, int64, bool) {
@@ -48,8 +49,9 @@ func franzBatch(offset int64) service.MessageBatch {
 	return service.MessageBatch{franzMessage(&kgo.Record{Topic: "t", Offset: offset, Value: []byte("v"), Timestamp: time.UnixMilli(1000 + offset)})}
 }
 
-// files returns the final files of t/0 after Close: the offsets each holds.
-func files(t *testing.T, o *Output, dir string) [][2]int64 {
+// files returns the final files of t/0 after Close: the first and last
+// offset and the records of each.
+func files(t *testing.T, o *Output, dir string) [][3]int64 {
 	t.Helper()
 	if err := o.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -58,7 +60,7 @@ func files(t *testing.T, o *Output, dir string) [][2]int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][2]int64
+	var out [][3]int64
 	for _, e := range entries {
 		f, err := os.Open(filepath.Join(dir, "t", "0", e.Name()))
 		if err != nil {
@@ -70,7 +72,7 @@ func files(t *testing.T, o *Output, dir string) [][2]int64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, [2]int64{span.FirstOffset, span.LastOffset})
+		out = append(out, [3]int64{span.FirstOffset, span.LastOffset, span.Records})
 	}
 	return out
 }
@@ -107,7 +109,7 @@ func TestSequencerReorders(t *testing.T) {
 		t.Fatal(err1)
 	}
 	got := files(t, o, dir)
-	if len(got) != 1 || got[0] != [2]int64{0, 1} || obs.outOfOrder.Load() != 0 {
+	if len(got) != 1 || got[0] != [3]int64{0, 1, 2} || obs.outOfOrder.Load() != 0 {
 		t.Fatalf("files %v, %d out of order: want one file of offsets 0..1 in order", got, obs.outOfOrder.Load())
 	}
 }
@@ -128,7 +130,7 @@ func TestSequencerGapNeverFilled(t *testing.T) {
 		t.Errorf("offset 5 took %v with 1-4 missing, want about orderWait (%v)", took, orderWait)
 	}
 	got := files(t, o, dir)
-	if len(got) != 1 || got[0] != [2]int64{0, 5} || obs.outOfOrder.Load() != 0 {
+	if len(got) != 1 || got[0] != [3]int64{0, 5, 2} || obs.outOfOrder.Load() != 0 {
 		t.Fatalf("files %v, %d out of order: want one file of offsets 0 and 5", got, obs.outOfOrder.Load())
 	}
 }
@@ -146,4 +148,50 @@ func TestSequencerCallCancelled(t *testing.T) {
 		t.Fatal("WriteBatch returned nil although its context ended while offset 7 waited for 1-6")
 	}
 	_ = o.Close(context.Background())
+}
+
+// Records above several gaps wait orderWait from their arrival, side by
+// side, not one orderWait per gap in turn (a transactional topic has a gap,
+// its commit marker, after every transaction); each run without a gap is a
+// write of its own, so a record of a gap that comes late is still written
+// (to a new file, counted out of order), never taken as written already.
+func TestSequencerGapsAndLateRecord(t *testing.T) {
+	o, obs, dir := newTestOutput(t, 8)
+	ctx := context.Background()
+	if err := o.WriteBatch(ctx, franzBatch(0)); err != nil {
+		t.Fatal(err)
+	}
+	before := obs.writes.Load()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	start := time.Now()
+	for i, off := range []int64{2, 4, 6} { // 1, 3, 5 are late
+		wg.Go(func() { errs[i] = o.WriteBatch(ctx, franzBatch(off)) })
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := obs.writes.Load() - before; n != 3 {
+		t.Errorf("offsets 2, 4, 6 took %d writes, want 3: one a run without a gap", n)
+	}
+	if took >= 3*orderWait {
+		t.Logf("offsets 2, 4, 6 took %v: each gap waited in turn? (orderWait %v; loaded machine?)", took, orderWait)
+	}
+	if err := o.WriteBatch(ctx, franzBatch(3)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files(t, o, dir) {
+		n += int(f[2])
+	}
+	if n != 5 {
+		t.Fatalf("%d records in the files, want 5 (0, 2, 3, 4, 6): the late offset 3 was lost", n)
+	}
+	if obs.outOfOrder.Load() != 1 {
+		t.Errorf("%d batches counted out of order, want 1 (offset 3)", obs.outOfOrder.Load())
+	}
 }
