@@ -194,10 +194,12 @@ func TestIdleRoll(t *testing.T) {
 	w := newWriter(t, cfg)
 
 	pdir := rolling.PartitionDir(dir, "idle", 0)
+	// Settled once the files are final and the observer heard of them (it is
+	// told after the rename, so the files alone may be seen first).
 	settled := func(n int) func() bool {
 		return func() bool {
 			finals, inprogress := partitionFiles(t, dir, "idle", 0)
-			return len(finals) == n && len(inprogress) == 0
+			return len(finals) == n && len(inprogress) == 0 && len(obs.files()) >= n
 		}
 	}
 	recs := makeRecords(0, 50, 100, 4)
