@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -135,12 +136,26 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 
 func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path string, persisted *rangeSet) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // its live writer (another instance) finalized it since the listing
+	}
 	if err != nil {
 		return fmt.Errorf("recovering %s: %w", path, err)
 	}
 	defer f.Close()
 	if err := lockFile(f); err != nil {
 		return nil // a live writer holds it
+	}
+	// A live writer renames its file to the final name before it lets the
+	// lock go: if it did so since the open, path names another file or none,
+	// and the file held here is a final one, not to be touched.
+	if held, err := idOf(f); err != nil {
+		return fmt.Errorf("recovering %s: %w", path, err)
+	} else if now, err := pathID(path); err != nil || now != held {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("recovering %s: %w", path, err)
+		}
+		return nil
 	}
 	st, err := f.Stat()
 	if err != nil {
