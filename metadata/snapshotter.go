@@ -127,6 +127,10 @@ func (s *Snapshotter) Start() {
 	}
 }
 
+// shutdownTimeout bounds the last snapshot, so that an unreachable cluster
+// delays the output's shutdown little.
+const shutdownTimeout = 10 * time.Second
+
 // freshDelay gathers the topics first seen together into one snapshot.
 const freshDelay = 500 * time.Millisecond
 
@@ -163,7 +167,11 @@ func (s *Snapshotter) take(ctx context.Context, reason string) {
 	if len(topics) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	timeout := s.cfg.Timeout
+	if reason == "shutdown" {
+		timeout = min(timeout, shutdownTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	snap, err := Capture(ctx, s.adm, CaptureOptions{Topics: topics, Groups: s.cfg.Groups, TopicConfigs: s.cfg.TopicConfigs})
 	if err == nil {

@@ -3,6 +3,7 @@
 package plugin
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -128,6 +129,7 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 				Description("Batches written at once. Batches of different partitions are written in parallel; those of one partition one after another.").
 				Default(defaultMaxInFlight).
 				Advanced(),
+			metadataSpec(), // plugin/metadata.go
 		)
 }
 
@@ -144,7 +146,11 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 	}
 	switch schema {
 	case schemaLocal:
-		return output.New(cfg, local.New(cfg.Dir), mgr), none, maxInFlight, nil
+		snap, err := newSnapshotter(conf, mgr, &cfg, nil)
+		if err != nil {
+			return nil, none, 0, err
+		}
+		return withMetadata(output.New(cfg, local.New(cfg.Dir), mgr), snap), none, maxInFlight, nil
 	case schemaFTP:
 		obs := output.NewObserver(mgr)
 		cfg.Observer = obs
@@ -152,7 +158,12 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 		if err != nil {
 			return nil, none, 0, err
 		}
-		return output.New(cfg, dest, mgr), none, maxInFlight, nil
+		snap, err := newSnapshotter(conf, mgr, &cfg, dest)
+		if err != nil {
+			_ = dest.Close(context.Background())
+			return nil, none, 0, err
+		}
+		return withMetadata(output.New(cfg, dest, mgr), snap), none, maxInFlight, nil
 	}
 	return nil, none, 0, fmt.Errorf("fs.schema: %q is not a destination: use %s or %s", schema, schemaLocal, schemaFTP)
 }

@@ -108,6 +108,7 @@ type job struct {
 	ranges    []rolling.Range
 	attempt   int
 	notBefore time.Time
+	meta      bool // a metadata snapshot (metadata.go), not a data file
 }
 
 // New returns a Destination and starts its uploaders. Finished files left in
@@ -358,6 +359,9 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 // this one was stored), the spool copy is trimmed against what the server
 // holds instead.
 func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
+	if j.meta {
+		return d.uploadMetadata(c, j)
+	}
 	if done, err := d.cutHeld(c, j); err != nil || done {
 		return err
 	}

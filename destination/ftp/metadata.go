@@ -1,0 +1,73 @@
+package ftp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+
+	jftp "github.com/jlaffaye/ftp"
+
+	"github.com/kafka-backup/kafka-backup/metadata"
+)
+
+// PublishMetadata queues a metadata snapshot of the spool (local, under its
+// final name) for upload to <Root>/@metadata/<name>. It goes through the
+// upload queue as data files do, with their retries and the spool's
+// accounting, and is uploaded the same way (uploadMetadata). It returns once
+// the file is queued.
+func (d *Destination) PublishMetadata(local, name string) error {
+	st, err := os.Stat(local)
+	if err != nil {
+		return err
+	}
+	d.enqueue(&job{local: local, remote: path.Join(d.cfg.Root, metadata.DirName), name: name, size: st.Size(), meta: true})
+	return nil
+}
+
+// uploadMetadata uploads a snapshot: stored under a hidden temporary name,
+// its size checked, renamed to its final name (never replacing a file of
+// that name: snapshot names hold the instance and the time, so a taken name
+// is this file, uploaded by an attempt whose reply was lost), then deleted
+// from the spool. No marker or journal is kept for snapshots.
+func (d *Destination) uploadMetadata(c *jftp.ServerConn, j *job) error {
+	final := path.Join(j.remote, j.name)
+	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
+	taken, err := nameTaken(c, final)
+	if err != nil {
+		return err
+	}
+	if !taken {
+		if err := d.makeDirs(c, j.remote); err != nil {
+			return err
+		}
+		f, err := os.Open(j.local)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %w", errSpoolFileGone, err)
+		}
+		if err != nil {
+			return fmt.Errorf("opening spool file: %w", err)
+		}
+		err = c.Stor(tmp, bufio.NewReader(f))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("storing %s: %w", tmp, d.storeRefusal(err))
+		}
+		size, err := c.FileSize(tmp)
+		if err != nil {
+			return fmt.Errorf("checking the size of %s: %w", tmp, err)
+		}
+		if size != j.size {
+			return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
+		}
+		if err := c.Rename(tmp, final); err != nil {
+			return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, d.storeRefusal(err))
+		}
+	}
+	if err := os.Remove(j.local); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("deleting uploaded spool file: %w", err)
+	}
+	return nil
+}
