@@ -489,7 +489,7 @@ func (s *localSource) Topics(ctx context.Context) ([]string, error) {
 }
 
 func (s *localSource) Stray(ctx context.Context, topic string) ([]Stray, error) {
-	dir, folder := s.root, isTopicFolder
+	dir, folder := s.root, isRootFolder
 	if topic != "" {
 		if err := rolling.ValidTopic(topic); err != nil {
 			return nil, err
