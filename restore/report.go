@@ -71,6 +71,7 @@ func (s *Summary) Write(w io.Writer) {
 			fmt.Fprintf(w, "      ERROR: %v\n", p.Err)
 		}
 	}
+	s.writeMetadata(w) // restore/groups.go
 	t := s.Totals()
 	secs := max(s.Took.Seconds(), 1e-3)
 	fmt.Fprintf(w, "Total: %s (%s) %s from %s of %s; %s read from %s in %s (%s records/s, %s/s)",

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -69,6 +71,13 @@ type Config struct {
 	// ReplicationFactor of created topics; -1 (or 0) is the broker's
 	// default.
 	ReplicationFactor int16
+	// TopicConfigs are configs of created topics (--topic-config), over
+	// those of the backup's metadata snapshot (restore/groups.go).
+	TopicConfigs map[string]string
+	// ConsumerGroups select the consumer groups of the backup's metadata
+	// snapshots whose committed offsets are translated to the restored
+	// records and committed on the target (restore/groups.go).
+	ConsumerGroups []*regexp.Regexp
 
 	// Parallel is how many partitions are restored at once; 4 when 0.
 	Parallel int
@@ -113,6 +122,7 @@ type Summary struct {
 	Partitions []*PartitionSummary // by topic, then partition
 	Created    []string            // target topics created
 	Took       time.Duration
+	Metadata   MetadataSummary // snapshots used, config differences, group offsets (restore/groups.go)
 }
 
 // PartitionSummary is what happened to one partition of the backup.
@@ -269,6 +279,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.loadMetadata(ctx, plan, sum); err != nil {
+		return nil, err
+	}
 	for _, tp := range plan {
 		for _, ps := range tp.parts {
 			sum.Partitions = append(sum.Partitions, &ps.sum)
@@ -293,6 +306,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			targetErr = err
 			fmt.Fprintf(r.log, "dry run: the restore would be refused: %v\n", err)
 		}
+	}
+	if err := r.prepareMetadata(ctx, plan, sum, sum.Created); err != nil {
+		if !cfg.DryRun {
+			return nil, err // nothing was produced
+		}
+		targetErr = errors.Join(targetErr, err)
+		fmt.Fprintf(r.log, "dry run: the restore would be refused: %v\n", err)
 	}
 	r.setLimits(ctx, plan)
 	if r.cl != nil && !cfg.DryRun {
@@ -349,8 +369,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			ps.finish(&cfg)
 		}
 	}
-	sum.Took = time.Since(start)
 	var errs []error
+	if ctx.Err() == nil && targetErr == nil {
+		if err := r.commitGroups(ctx, sum); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sum.Took = time.Since(start)
 	if targetErr != nil {
 		errs = append(errs, targetErr)
 	}
@@ -424,6 +449,7 @@ type run struct {
 	cl        *kgo.Client           // checks and creates topics
 	producers map[int32]*kgo.Client // by batch limit; none in a dry run
 	log       io.Writer
+	meta      metaState // restore/groups.go
 
 	lastAck   atomic.Int64 // unix nanoseconds of the last acknowledgement
 	readBytes atomic.Int64 // from files, all partitions
@@ -452,12 +478,14 @@ type partState struct {
 	cutCause error       // the run's context's cause, when that stopped it
 	nextFile int64       // after a torn or corrupt batch: the first offset of the partition's next file, where to go on
 	hasNext  bool        // nextFile is set
+	base     int64       // dry run: the target offset the first restored record is predicted to get
 
 	mu       sync.Mutex
 	prodErr  error // produce error of the lowest offset
 	errOff   int64 // that offset
 	failed   atomic.Bool
-	acked    offsetSet // acknowledged offsets, whatever order the acknowledgements come in
+	acked    offsetSet          // acknowledged offsets, whatever order the acknowledgements come in
+	omap     metadata.OffsetMap // source offset → target offset of the acknowledged records
 	ackRecs  int64
 	ackBytes int64
 }
@@ -832,6 +860,7 @@ func (r *run) produce(ctx context.Context, ps *partState, rec *segment.Record) e
 	}
 	ps.seen.add(rec.Offset)
 	if r.cfg.DryRun {
+		ps.omap.Add(rec.Offset, ps.base+ps.ackRecs)
 		ps.ackRecs++
 		ps.ackBytes += size
 		ps.acked.add(rec.Offset)
@@ -853,7 +882,7 @@ func (r *run) produce(ctx context.Context, ps *partState, rec *segment.Record) e
 		}
 	}
 	off := rec.Offset
-	ps.cl.Produce(ctx, kr, func(_ *kgo.Record, err error) {
+	ps.cl.Produce(ctx, kr, func(kr *kgo.Record, err error) {
 		ps.mu.Lock()
 		defer ps.mu.Unlock()
 		// No assumption on the order of the promises: the record blocked
@@ -871,6 +900,7 @@ func (r *run) produce(ctx context.Context, ps *partState, rec *segment.Record) e
 			return
 		}
 		r.lastAck.Store(time.Now().UnixNano())
+		ps.omap.Add(off, kr.Offset)
 		ps.ackRecs++
 		ps.ackBytes += size
 		ps.acked.add(off)

@@ -107,7 +107,8 @@ func (r *run) checkTargets(ctx context.Context, plan []*topicPlan) (created []st
 	}
 	if r.cfg.DryRun {
 		for _, tp := range create {
-			fmt.Fprintf(r.log, "dry run: would create topic %s with %d partitions\n", tp.target, tp.folders)
+			_, confs := r.createRequestConfigs(tp)
+			fmt.Fprintf(r.log, "dry run: would create topic %s with %d partitions and %s\n", tp.target, r.createPartitions(tp), confs)
 		}
 		return nil, nil
 	}
@@ -129,13 +130,15 @@ func (r *run) create(ctx context.Context, tps []*topicPlan) ([]string, error) {
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.TimeoutMillis = 60_000
 	want := map[string]int32{}
+	confs := map[string]string{}
 	for _, tp := range tps {
 		rt := kmsg.NewCreateTopicsRequestTopic()
 		rt.Topic = tp.target
-		rt.NumPartitions = tp.folders
+		rt.NumPartitions = r.createPartitions(tp) // restore/groups.go
+		rt.Configs, confs[tp.target] = r.createRequestConfigs(tp)
 		rt.ReplicationFactor = r.cfg.ReplicationFactor
 		req.Topics = append(req.Topics, rt)
-		want[tp.target] = tp.folders
+		want[tp.target] = rt.NumPartitions
 	}
 	resp, err := req.RequestWith(ctx, r.cl)
 	if err != nil {
@@ -153,7 +156,7 @@ func (r *run) create(ctx context.Context, tps []*topicPlan) ([]string, error) {
 			continue
 		}
 		created = append(created, t.Topic)
-		fmt.Fprintf(r.log, "created topic %s with %d partitions\n", t.Topic, want[t.Topic])
+		fmt.Fprintf(r.log, "created topic %s with %d partitions and %s\n", t.Topic, want[t.Topic], confs[t.Topic])
 	}
 	sort.Strings(created)
 	if len(errs) > 0 {

@@ -90,7 +90,7 @@ Examples:
 			&cli.StringFlag{Name: "since", Usage: "start each partition at its first record with a timestamp at or after this time (RFC3339, e.g. 2024-05-01T12:00:00Z, or milliseconds since the epoch); every record after it is restored"},
 			&cli.StringFlag{Name: "until", Usage: "point-in-time restore: stop each partition before its first record with a timestamp after this time (RFC3339 or milliseconds)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "read and check every file (CRC, records) and report what would be restored; produce nothing (with --brokers, also check the target topics)"},
-			&cli.BoolFlag{Name: "create-topics", Usage: "create missing target topics with the backup's partition count (broker defaults for everything else)"},
+			&cli.BoolFlag{Name: "create-topics", Usage: "create missing target topics with the partition count and configs of the backup's metadata snapshot (without one: the backup's partition count and broker defaults); existing topics' configs are compared, not changed"},
 			&cli.IntFlag{Name: "replication-factor", Value: -1, Usage: "replication factor of topics --create-topics creates; -1 is the broker's default"},
 			&cli.IntFlag{Name: "parallel", Value: 4, Usage: "partitions restored at once"},
 			&cli.StringFlag{Name: "max-batch-bytes", DefaultText: "each target topic's max.message.bytes", Usage: "largest producer batch; a record larger than this, in a batch of its own, cannot be restored and stops its partition (keep it at most the target topic's max.message.bytes); size units as in the config (1MB, 4MiB)"},
@@ -104,7 +104,7 @@ Examples:
 			&cli.StringFlag{Name: "sasl-mechanism", Category: "Kafka target", Usage: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 			&cli.StringFlag{Name: "sasl-user", Category: "Kafka target", Usage: "SASL user"},
 			&cli.StringFlag{Name: "sasl-password", Category: "Kafka target", EnvVars: []string{"KAFKA_SASL_PASSWORD"}, Usage: "SASL password (better from the environment variable KAFKA_SASL_PASSWORD)"},
-		}, ftpSourceFlags()...),
+		}, append(restoreMetadataFlags(), ftpSourceFlags()...)...),
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -140,6 +140,9 @@ func runRestore(ctx context.Context, c *cli.Context) error {
 	}
 	if r := c.Int("replication-factor"); r == 0 || r < -1 || r > 32767 {
 		return fmt.Errorf("restore: --replication-factor %d: give -1 (the broker's default) or a positive number", r)
+	}
+	if err := applyRestoreMetadataFlags(c, &cfg); err != nil { // restore_meta.go
+		return err
 	}
 	var err error
 	if cfg.Rename, err = parseRenames(c.StringSlice("rename")); err != nil {

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kafka-backup/kafka-backup/metadata"
+	"github.com/kafka-backup/kafka-backup/restore"
+)
+
+// repeated is a repeatable flag value kept whole: unlike StringSliceFlag,
+// it does not split on commas, which regular expressions ({1,3}) and config
+// values (cleanup.policy=compact,delete) hold.
+type repeated struct{ values []string }
+
+// Set adds one value.
+func (r *repeated) Set(v string) error {
+	r.values = append(r.values, v)
+	return nil
+}
+
+// String returns the values, for help output.
+func (r *repeated) String() string { return strings.Join(r.values, " ") }
+
+// restoreMetadataFlags are the restore flags that use the backup's metadata
+// snapshots (docs/FORMAT.md, @metadata).
+func restoreMetadataFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.GenericFlag{Name: "topic-config", Value: &repeated{}, Usage: "with --create-topics: set this config of the created topics, as KEY=VALUE, over the backup's snapshot (repeatable; e.g. retention.ms=-1)"},
+		&cli.GenericFlag{Name: "consumer-groups", Value: &repeated{}, Usage: "commit the offsets of the snapshot's consumer groups matching this regular expression (whole name; repeatable), translated to the restored records' offsets"},
+	}
+}
+
+// applyRestoreMetadataFlags reads --topic-config and --consumer-groups into
+// cfg.
+func applyRestoreMetadataFlags(c *cli.Context, cfg *restore.Config) error {
+	if v, ok := c.Generic("topic-config").(*repeated); ok && len(v.values) > 0 {
+		cfg.TopicConfigs = map[string]string{}
+		for _, kv := range v.values {
+			k, val, ok := strings.Cut(kv, "=")
+			k = strings.TrimSpace(k)
+			if !ok || k == "" {
+				return fmt.Errorf("restore: --topic-config %q: give KEY=VALUE, e.g. retention.ms=-1", kv)
+			}
+			if prev, dup := cfg.TopicConfigs[k]; dup && prev != val {
+				return fmt.Errorf("restore: --topic-config: %s given twice, %q and %q", k, prev, val)
+			}
+			cfg.TopicConfigs[k] = val
+		}
+		if !cfg.CreateTopics {
+			return fmt.Errorf("restore: --topic-config sets configs of the topics --create-topics creates: add --create-topics (existing topics are compared, never changed)")
+		}
+	}
+	if v, ok := c.Generic("consumer-groups").(*repeated); ok && len(v.values) > 0 {
+		res, err := metadata.CompileGroups("restore: --consumer-groups", v.values)
+		if err != nil {
+			return err
+		}
+		cfg.ConsumerGroups = res
+	}
+	return nil
+}
