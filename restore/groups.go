@@ -174,11 +174,25 @@ func (r *run) createRequestConfigs(tp *topicPlan) ([]kmsg.CreateTopicsRequestTop
 	return out, "configs " + strings.Join(text, ", ")
 }
 
+// checkGroups plans the group offsets to translate and refuses groups
+// with active members on the target: it runs before the target topics are
+// checked or created, when there is a target.
+func (r *run) checkGroups(ctx context.Context, plan []*topicPlan, sum *Summary) error {
+	if r.meta.snaps == nil || len(r.cfg.ConsumerGroups) == 0 {
+		return nil
+	}
+	r.planCommits(plan, sum)
+	if len(r.meta.planned) == 0 {
+		return nil
+	}
+	return r.refuseActive(ctx, kadm.NewClient(r.cl))
+}
+
 // prepareMetadata runs once the target topics are checked (and created),
 // before anything is produced: it compares existing topics' configs with
-// the snapshot, plans the group offsets to translate, refuses groups with
-// active members on the target and, in a dry run, reads the target's end
-// offsets to predict the restored records' offsets.
+// the snapshot and, in a dry run, reads the target's end offsets to
+// predict the restored records' offsets. Without a target it plans the
+// group offsets (checkGroups did otherwise).
 func (r *run) prepareMetadata(ctx context.Context, plan []*topicPlan, sum *Summary, created []string) error {
 	if r.meta.snaps == nil {
 		return nil
@@ -187,21 +201,14 @@ func (r *run) prepareMetadata(ctx context.Context, plan []*topicPlan, sum *Summa
 	if r.cl != nil {
 		adm = kadm.NewClient(r.cl)
 		r.compareConfigs(ctx, adm, plan, sum, created)
+	} else if len(r.cfg.ConsumerGroups) > 0 {
+		r.planCommits(plan, sum)
 	}
-	if len(r.cfg.ConsumerGroups) == 0 {
-		return nil
-	}
-	r.planCommits(plan, sum)
-	if len(r.meta.planned) == 0 {
-		return nil
-	}
-	if adm != nil {
-		if err := r.refuseActive(ctx, adm); err != nil {
-			return err
-		}
-	}
-	if r.cfg.DryRun {
+	if r.cfg.DryRun && len(r.meta.planned) > 0 {
 		r.predictBases(ctx, adm, plan, created)
+		if adm == nil {
+			fmt.Fprintf(r.log, "note: dry run without --brokers: target offsets are predicted for empty target partitions\n")
+		}
 	}
 	return nil
 }
@@ -371,15 +378,31 @@ func (r *run) refuseActive(ctx context.Context, adm *kadm.Client) error {
 	if err != nil {
 		return fmt.Errorf("%w: --consumer-groups: cannot check the groups %s on the target cluster: %v", ErrRefused, strings.Join(groups, ", "), err)
 	}
-	var problems []string
+	var problems, classicless []string
+	active := func(g string, n int, state string) {
+		problems = append(problems, fmt.Sprintf("consumer group %s has %d active members on the target cluster (state %s): its offsets cannot be committed while its consumers run; stop them (and wait for their session timeout), or leave the group out of --consumer-groups, then restore again", g, n, state))
+	}
 	for _, g := range groups {
 		d, ok := described[g]
 		switch {
-		case !ok:
-		case d.Err != nil && !errors.Is(d.Err, kerr.GroupIDNotFound):
+		case !ok || errors.Is(d.Err, kerr.GroupIDNotFound):
+			classicless = append(classicless, g)
+		case d.Err != nil:
 			problems = append(problems, fmt.Sprintf("group %s: cannot be described on the target: %v", g, d.Err))
 		case len(d.Members) > 0:
-			problems = append(problems, fmt.Sprintf("consumer group %s has %d active members on the target cluster (state %s): its offsets cannot be committed while its consumers run; stop them (and wait for their session timeout), or leave the group out of --consumer-groups, then restore again", g, len(d.Members), d.State))
+			active(g, len(d.Members), d.State)
+		}
+	}
+	if len(classicless) > 0 {
+		// Not a classic group: maybe a KIP-848 consumer group (Kafka 4),
+		// which DescribeGroups does not show. A cluster without that API
+		// has none.
+		if cgs, err := adm.DescribeConsumerGroups(ctx, classicless...); err == nil {
+			for _, g := range classicless {
+				if d, ok := cgs[g]; ok && d.Err == nil && len(d.Members) > 0 {
+					active(g, len(d.Members), d.State)
+				}
+			}
 		}
 	}
 	if len(problems) > 0 {

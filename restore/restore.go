@@ -296,6 +296,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 		defer cl.Close()
 		r.cl = cl
+		if err := r.checkGroups(ctx, plan, sum); err != nil { // restore/groups.go
+			if !cfg.DryRun {
+				return nil, err // nothing was created or produced
+			}
+			targetErr = err
+			fmt.Fprintf(r.log, "dry run: the restore would be refused: %v\n", err)
+		}
 		created, err := r.checkTargets(ctx, plan)
 		sum.Created = created
 		if err != nil {
@@ -303,7 +310,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				return nil, err // nothing was produced
 			}
 			// A dry run reads the files all the same and reports both.
-			targetErr = err
+			targetErr = errors.Join(targetErr, err)
 			fmt.Fprintf(r.log, "dry run: the restore would be refused: %v\n", err)
 		}
 	}
