@@ -71,10 +71,12 @@ type ListReport struct {
 	// Stray are the names below the location (and in the selected topic
 	// folders, as topic/name) that are neither topic nor partition
 	// folders; one that is not a regular file or folder says what it is.
-	Stray   []string `json:"stray"`
-	Files   int      `json:"files"`
-	Records int64    `json:"records"`
-	Bytes   int64    `json:"bytes"`
+	Stray []string `json:"stray"`
+	// Metadata are the metadata snapshots (snapshots.go); absent without.
+	Metadata *Snapshots `json:"metadata,omitempty"`
+	Files    int        `json:"files"`
+	Records  int64      `json:"records"`
+	Bytes    int64      `json:"bytes"`
 	// Errors counts files that could not be read in full and folders that
 	// could not be listed.
 	Errors int `json:"errors"`
@@ -109,6 +111,9 @@ func List(ctx context.Context, src tree.Source, opts ListOptions) (*ListReport, 
 	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if len(opts.Topics) == 0 {
+		listSnapshots(ctx, src, rep) // snapshots.go
 	}
 	for _, p := range rep.Partitions {
 		rep.Files += len(p.Files)
@@ -302,6 +307,7 @@ func (r *ListReport) WriteText(w io.Writer, files bool) {
 	for _, s := range r.Stray {
 		fmt.Fprintf(w, "stray name %s: neither a topic nor a partition folder, ignored\n", s)
 	}
+	r.Metadata.writeText(w, files)
 	for _, p := range r.Partitions {
 		if p.Error != "" {
 			fmt.Fprintf(w, "%s/%d: ERROR: %s\n", p.Topic, p.Partition, p.Error)

@@ -206,6 +206,7 @@ type VerifyReport struct {
 	// names at the root and in topic folders, no partition at all.
 	TreeProblems []Problem          `json:"tree_problems"`
 	Partitions   []*PartitionReport `json:"partitions"`
+	Metadata     *Snapshots         `json:"metadata,omitempty"` // the metadata snapshots (snapshots.go)
 	Files        int                `json:"files"`
 	Records      int64              `json:"records"`
 	Bytes        int64              `json:"bytes"` // bytes read
@@ -299,6 +300,9 @@ func Verify(ctx context.Context, src tree.Source, opts VerifyOptions) (*VerifyRe
 		}
 		rep.Errors += p.Errors
 		rep.Warnings += p.Warnings
+	}
+	if len(opts.Topics) == 0 {
+		checkSnapshots(ctx, src, rep) // snapshots.go
 	}
 	rep.OK = rep.Errors == 0
 	rep.Took = time.Since(start)
@@ -737,6 +741,10 @@ func (r *VerifyReport) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "Verify of %s: every final file read in full (CRC of every batch, every record decoded, names, offset order).\n", r.Location)
 	for _, pr := range r.TreeProblems {
 		fmt.Fprintf(w, "  %s\n", pr)
+	}
+	if r.Metadata != nil {
+		fmt.Fprint(w, "  ")
+		r.Metadata.writeText(w, false)
 	}
 	for _, p := range r.Partitions {
 		status := "OK"

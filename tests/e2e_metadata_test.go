@@ -252,8 +252,11 @@ func TestE2EMetadataRestore(t *testing.T) {
 	if hidden := inProgressFiles(filepath.Join(dir, metadata.DirName)); len(hidden) > 0 {
 		t.Errorf("hidden files left in @metadata: %v", hidden)
 	}
-	if out, err := kbRun(t, "verify", dir); err != nil || strings.Contains(out, metadata.DirName) {
+	if out, err := kbRun(t, "verify", dir); err != nil || strings.Contains(out, "stray") || !strings.Contains(out, fmt.Sprintf("metadata snapshots (@metadata/): %d", len(snaps))) {
 		t.Errorf("verify of a tree with snapshots: %v\n%s", err, out)
+	}
+	if out, err := kbRun(t, "ls", dir); err != nil || strings.Contains(out, "stray") || !strings.Contains(out, "latest: topics orders, groups app, other") {
+		t.Errorf("ls of a tree with snapshots: %v\n%s", err, out)
 	}
 
 	tgt := startBroker(t, 1)
