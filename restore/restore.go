@@ -78,6 +78,10 @@ type Config struct {
 	// snapshots whose committed offsets are translated to the restored
 	// records and committed on the target (restore/groups.go).
 	ConsumerGroups []*regexp.Regexp
+	// OffsetsFile, when set, is where the source→target offsets of the
+	// acknowledged records are saved, added to what the file holds, for
+	// CommitOffsets (restore/offsets.go).
+	OffsetsFile string
 
 	// Parallel is how many partitions are restored at once; 4 when 0.
 	Parallel int
@@ -379,6 +383,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	var errs []error
 	if ctx.Err() == nil && targetErr == nil {
 		if err := r.commitGroups(ctx, sum); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.OffsetsFile != "" && !cfg.DryRun {
+		if err := r.saveOffsetMap(cfg.OffsetsFile, plan); err != nil { // restore/offsets.go
 			errs = append(errs, err)
 		}
 	}

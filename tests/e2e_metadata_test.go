@@ -325,7 +325,8 @@ func TestE2EMetadataRestore(t *testing.T) {
 	})
 
 	// The restore.
-	r = restoreRun(t, nil, "--brokers", tgt.addr, "--create-topics", "--consumer-groups", "app", "--topic-config", "segment.ms=3600000", dir)
+	mapFile := filepath.Join(t.TempDir(), "offsets.json")
+	r = restoreRun(t, nil, "--brokers", tgt.addr, "--create-topics", "--consumer-groups", "app", "--topic-config", "segment.ms=3600000", "--offsets-file", mapFile, dir)
 	if r.err != nil {
 		t.Fatalf("restore: %v", r.err)
 	}
@@ -378,6 +379,23 @@ func TestE2EMetadataRestore(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "Committed consumer group offsets") || !strings.Contains(r.stdout, "group app orders/0: source offset 70 -> target offset 60") {
 		t.Errorf("summary does not list the commits")
+	}
+
+	// restore-offsets: group other, not restored above, from the saved
+	// map; a dry run first commits nothing.
+	out, err := kbRun(t, "restore-offsets", "--brokers", tgt.addr, "--offsets-file", mapFile, "--consumer-groups", "oth.*", "--dry-run", dir)
+	if err != nil || !strings.Contains(out, "would commit group other orders/0: source offset 60 -> target offset 50 (exact)") {
+		t.Errorf("restore-offsets --dry-run: %v", err)
+	}
+	if got := metaCommitted(t, tgt, "other", topic); len(got) != 0 {
+		t.Errorf("restore-offsets --dry-run committed %v", got)
+	}
+	if out, err := kbRun(t, "restore-offsets", "--brokers", tgt.addr, "--offsets-file", mapFile, "--consumer-groups", "oth.*", dir); err != nil ||
+		!strings.Contains(out, "group other orders/0: source offset 60 -> target offset 50") {
+		t.Errorf("restore-offsets: %v", err)
+	}
+	if got := metaCommitted(t, tgt, "other", topic); len(got) != 1 || got[0] != 50 {
+		t.Errorf("restore-offsets committed %v, want partition 0 at 50", got)
 	}
 
 	// --until before the group moved: the older snapshot (app at 50 on

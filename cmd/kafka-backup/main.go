@@ -50,6 +50,7 @@ func main() {
 		service.CLIOptSetVersion(v, d),
 		service.CLIOptAddCommand(demoCommand(env)),
 		service.CLIOptAddCommand(restoreCommand()),
+		service.CLIOptAddCommand(restoreOffsetsCommand()),
 		service.CLIOptAddCommand(verifyCommand()),
 		service.CLIOptAddCommand(lsCommand()),
 		service.CLIOptAddCommand(catCommand()),

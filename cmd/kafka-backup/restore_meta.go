@@ -30,6 +30,7 @@ func restoreMetadataFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.GenericFlag{Name: "topic-config", Value: &repeated{}, Usage: "with --create-topics: set this config of the created topics, as KEY=VALUE, over the backup's snapshot (repeatable; e.g. retention.ms=-1)"},
 		&cli.GenericFlag{Name: "consumer-groups", Value: &repeated{}, Usage: "commit the offsets of the snapshot's consumer groups matching this regular expression (whole name; repeatable), translated to the restored records' offsets"},
+		&cli.StringFlag{Name: "offsets-file", Usage: "save the source→target offsets of the restored records in this JSON file (added to what it holds), for kafka-backup restore-offsets"},
 	}
 }
 
@@ -53,6 +54,7 @@ func applyRestoreMetadataFlags(c *cli.Context, cfg *restore.Config) error {
 			return fmt.Errorf("restore: --topic-config sets configs of the topics --create-topics creates: add --create-topics (existing topics are compared, never changed)")
 		}
 	}
+	cfg.OffsetsFile = c.String("offsets-file")
 	if v, ok := c.Generic("consumer-groups").(*repeated); ok && len(v.values) > 0 {
 		res, err := metadata.CompileGroups("restore: --consumer-groups", v.values)
 		if err != nil {
