@@ -72,6 +72,19 @@ nothing) is an error: a backup finalizes at start the in-progress files its
 last run left, so start it once, then restore. Final files that the offset
 or time options leave out are not: that restore exits 0 with 0 records.
 
+With the backup's metadata snapshots (the output's metadata block,
+LOCATION/@metadata): --create-topics creates a missing topic with the
+partition count and configs of the latest snapshot holding it (at or before
+--until), --topic-config KEY=VALUE over them; an existing topic's configs are
+compared and differences reported, never changed. --consumer-groups REGEX
+commits, once the partitions are restored, each matching group's offset
+translated to the target: the first restored record whose source offset is at
+least the committed one; below the first restored record, the first; past the
+last, the partition's end. A group with active members on the target is
+refused before anything is created or produced; --dry-run prints each commit.
+--offsets-file FILE saves the source→target offsets for kafka-backup
+restore-offsets.
+
 Progress goes to stderr (a bar on a terminal, else a line every 5 seconds), the
 summary to stdout.
 
