@@ -297,15 +297,7 @@ func TestE2EMetadataRestore(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "a member of app on the target", func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d, err := metaAdmin(t, tgt).DescribeGroups(ctx, "app")
-		if err != nil {
-			return false, err.Error()
-		}
-		return len(d["app"].Members) > 0, d["app"].State
-	})
+	waitMembers(t, tgt, "app", true)
 	r = restoreRun(t, nil, "--brokers", tgt.addr, "--create-topics", "--consumer-groups", "app", dir)
 	if r.err == nil || !strings.Contains(r.stderr, "consumer group app has 1 active members on the target cluster") {
 		t.Errorf("restore with a live member: %v", r.err)
@@ -314,15 +306,7 @@ func TestE2EMetadataRestore(t *testing.T) {
 		t.Errorf("the refused restore created the topic")
 	}
 	member.Close()
-	waitFor(t, "app empty on the target", func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d, err := metaAdmin(t, tgt).DescribeGroups(ctx, "app")
-		if err != nil {
-			return false, err.Error()
-		}
-		return len(d["app"].Members) == 0, d["app"].State
-	})
+	waitMembers(t, tgt, "app", false)
 
 	// The restore.
 	mapFile := filepath.Join(t.TempDir(), "offsets.json")
@@ -424,6 +408,20 @@ func TestE2EMetadataRestore(t *testing.T) {
 }
 
 func kadmStr(s string) *string { return &s }
+
+// waitMembers waits until group has members on b, or none.
+func waitMembers(t testing.TB, b *broker, group string, some bool) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("group %s with members: %v", group, some), func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := metaAdmin(t, b).DescribeGroups(ctx, group)
+		if err != nil {
+			return false, err.Error()
+		}
+		return (len(d[group].Members) > 0) == some, d[group].State
+	})
+}
 
 // TestE2EMetadataFTP backs up with the metadata block to a real pure-ftpd
 // server: the snapshots arrive under @metadata, whole and with no hidden

@@ -109,15 +109,7 @@ Examples:
 			&cli.StringFlag{Name: "max-batch-bytes", DefaultText: "each target topic's max.message.bytes", Usage: "largest producer batch; a record larger than this, in a batch of its own, cannot be restored and stops its partition (keep it at most the target topic's max.message.bytes); size units as in the config (1MB, 4MiB)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "give up when the target acknowledges nothing for this long"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "how progress is shown on stderr: auto (a bar on a terminal, else log lines), bar, log or none"},
-
-			&cli.BoolFlag{Name: "tls", Category: "Kafka target", Usage: "connect to the brokers with TLS"},
-			&cli.StringFlag{Name: "tls-ca-file", Category: "Kafka target", Usage: "PEM file of CA certificates trusted for the brokers, on top of the system's (implies --tls)"},
-			&cli.BoolFlag{Name: "tls-skip-verify", Category: "Kafka target", Usage: "do not check the brokers' certificates (tests only; implies --tls)"},
-			&cli.StringFlag{Name: "tls-server-name", Category: "Kafka target", Usage: "name the brokers' certificates must hold; each broker's host when empty"},
-			&cli.StringFlag{Name: "sasl-mechanism", Category: "Kafka target", Usage: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
-			&cli.StringFlag{Name: "sasl-user", Category: "Kafka target", Usage: "SASL user"},
-			&cli.StringFlag{Name: "sasl-password", Category: "Kafka target", EnvVars: []string{"KAFKA_SASL_PASSWORD"}, Usage: "SASL password (better from the environment variable KAFKA_SASL_PASSWORD)"},
-		}, append(restoreMetadataFlags(), ftpSourceFlags()...)...),
+		}, append(append(kafkaTargetFlags(), restoreMetadataFlags()...), ftpSourceFlags()...)...),
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -204,15 +196,7 @@ func runRestore(ctx context.Context, c *cli.Context) error {
 		}
 		cfg.MaxBatchBytes = int32(mb)
 	}
-	kopts, err := restore.Kafka{
-		TLS:           c.Bool("tls"),
-		TLSCAFile:     c.String("tls-ca-file"),
-		TLSSkipVerify: c.Bool("tls-skip-verify"),
-		TLSServerName: c.String("tls-server-name"),
-		SASLMechanism: c.String("sasl-mechanism"),
-		SASLUser:      c.String("sasl-user"),
-		SASLPassword:  c.String("sasl-password"),
-	}.Opts()
+	kopts, err := kafkaTarget(c).Opts()
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

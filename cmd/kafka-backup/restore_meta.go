@@ -64,3 +64,30 @@ func applyRestoreMetadataFlags(c *cli.Context, cfg *restore.Config) error {
 	}
 	return nil
 }
+
+// kafkaTargetFlags are the TLS and SASL flags of the target cluster, shared
+// by restore and restore-offsets.
+func kafkaTargetFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "tls", Category: "Kafka target", Usage: "connect to the brokers with TLS"},
+		&cli.StringFlag{Name: "tls-ca-file", Category: "Kafka target", Usage: "PEM file of CA certificates trusted for the brokers, on top of the system's (implies --tls)"},
+		&cli.BoolFlag{Name: "tls-skip-verify", Category: "Kafka target", Usage: "do not check the brokers' certificates (tests only; implies --tls)"},
+		&cli.StringFlag{Name: "tls-server-name", Category: "Kafka target", Usage: "name the brokers' certificates must hold; each broker's host when empty"},
+		&cli.StringFlag{Name: "sasl-mechanism", Category: "Kafka target", Usage: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
+		&cli.StringFlag{Name: "sasl-user", Category: "Kafka target", Usage: "SASL user"},
+		&cli.StringFlag{Name: "sasl-password", Category: "Kafka target", EnvVars: []string{"KAFKA_SASL_PASSWORD"}, Usage: "SASL password (better from the environment variable KAFKA_SASL_PASSWORD)"},
+	}
+}
+
+// kafkaTarget reads kafkaTargetFlags.
+func kafkaTarget(c *cli.Context) restore.Kafka {
+	return restore.Kafka{
+		TLS:           c.Bool("tls"),
+		TLSCAFile:     c.String("tls-ca-file"),
+		TLSSkipVerify: c.Bool("tls-skip-verify"),
+		TLSServerName: c.String("tls-server-name"),
+		SASLMechanism: c.String("sasl-mechanism"),
+		SASLUser:      c.String("sasl-user"),
+		SASLPassword:  c.String("sasl-password"),
+	}
+}

@@ -44,14 +44,7 @@ Example:
 			&cli.StringSliceFlag{Name: "topic", Aliases: []string{"t"}, Usage: "only this backup topic (repeatable)"},
 			&cli.StringFlag{Name: "until", Usage: "use the latest snapshot at or before this time (RFC3339 or milliseconds), as the restore's --until"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the commits, make none"},
-			&cli.BoolFlag{Name: "tls", Category: "Kafka target", Usage: "connect to the brokers with TLS"},
-			&cli.StringFlag{Name: "tls-ca-file", Category: "Kafka target", Usage: "PEM file of CA certificates trusted for the brokers (implies --tls)"},
-			&cli.BoolFlag{Name: "tls-skip-verify", Category: "Kafka target", Usage: "do not check the brokers' certificates (tests only; implies --tls)"},
-			&cli.StringFlag{Name: "tls-server-name", Category: "Kafka target", Usage: "name the brokers' certificates must hold"},
-			&cli.StringFlag{Name: "sasl-mechanism", Category: "Kafka target", Usage: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
-			&cli.StringFlag{Name: "sasl-user", Category: "Kafka target", Usage: "SASL user"},
-			&cli.StringFlag{Name: "sasl-password", Category: "Kafka target", EnvVars: []string{"KAFKA_SASL_PASSWORD"}, Usage: "SASL password"},
-		}, ftpSourceFlags()...),
+		}, append(kafkaTargetFlags(), ftpSourceFlags()...)...),
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -89,10 +82,7 @@ func runRestoreOffsets(ctx context.Context, c *cli.Context) error {
 		}
 		cfg.Until = &t
 	}
-	if cfg.ClientOpts, err = (restore.Kafka{
-		TLS: c.Bool("tls"), TLSCAFile: c.String("tls-ca-file"), TLSSkipVerify: c.Bool("tls-skip-verify"), TLSServerName: c.String("tls-server-name"),
-		SASLMechanism: c.String("sasl-mechanism"), SASLUser: c.String("sasl-user"), SASLPassword: c.String("sasl-password"),
-	}).Opts(); err != nil {
+	if cfg.ClientOpts, err = kafkaTarget(c).Opts(); err != nil {
 		return fmt.Errorf("restore-offsets: %w", err)
 	}
 	cfg.Log = c.App.ErrWriter
