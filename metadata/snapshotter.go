@@ -57,6 +57,7 @@ type Snapshotter struct {
 	adm *kadm.Client
 	cl  *kgo.Client
 
+	known   sync.Map // topic → true: Seen's look-up without a lock
 	mu      sync.Mutex
 	topics  map[string]bool
 	fresh   chan struct{} // a topic was first seen
@@ -91,12 +92,16 @@ func New(cfg Config) (*Snapshotter, error) {
 // Seen records that the output wrote (or skipped) records of topic. It is
 // called on the write path: a look-up, and a signal the first time.
 func (s *Snapshotter) Seen(topic string) {
+	if _, known := s.known.Load(topic); known {
+		return
+	}
 	s.mu.Lock()
 	known := s.topics[topic]
 	if !known {
 		s.topics[topic] = true
 	}
 	s.mu.Unlock()
+	s.known.Store(topic, true)
 	if !known {
 		select {
 		case s.fresh <- struct{}{}:

@@ -31,7 +31,10 @@ func (d *Destination) PublishMetadata(local, name string) error {
 // its size checked, renamed to its final name (never replacing a file of
 // that name: snapshot names hold the instance and the time, so a taken name
 // is this file, uploaded by an attempt whose reply was lost), then deleted
-// from the spool. No marker or journal is kept for snapshots.
+// from the spool. No marker or journal is kept for snapshots. A refusal of
+// the server is not turned into the destination's (*Refusal, which stops
+// acknowledging records): a snapshot that cannot be stored is retried and
+// counted as a failed upload, and never stops the data path.
 func (d *Destination) uploadMetadata(c *jftp.ServerConn, j *job) error {
 	final := path.Join(j.remote, j.name)
 	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
@@ -53,7 +56,7 @@ func (d *Destination) uploadMetadata(c *jftp.ServerConn, j *job) error {
 		err = c.Stor(tmp, bufio.NewReader(f))
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("storing %s: %w", tmp, d.storeRefusal(err))
+			return fmt.Errorf("storing %s: %w", tmp, err)
 		}
 		size, err := c.FileSize(tmp)
 		if err != nil {
@@ -63,7 +66,7 @@ func (d *Destination) uploadMetadata(c *jftp.ServerConn, j *job) error {
 			return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
 		}
 		if err := c.Rename(tmp, final); err != nil {
-			return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, d.storeRefusal(err))
+			return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, err)
 		}
 	}
 	if err := os.Remove(j.local); err != nil && !errors.Is(err, fs.ErrNotExist) {
