@@ -301,3 +301,23 @@ func plural(n int64, what string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// PartitionName names one partition folder of a tree.
+type PartitionName struct {
+	Topic     string
+	Partition int32
+}
+
+// SelectPartitions lists the partition folders of src that f selects, by
+// topic, then partition. A topic named in f but absent from src is an error.
+func SelectPartitions(ctx context.Context, src tree.Source, f Filter) ([]PartitionName, error) {
+	refs, err := selectPartitions(ctx, src, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PartitionName, len(refs))
+	for i, r := range refs {
+		out[i] = PartitionName{r.topic, r.partition}
+	}
+	return out, nil
+}

@@ -60,6 +60,9 @@ type PartitionInfo struct {
 	MaxTimestamp *int64     `json:"max_timestamp,omitempty"`
 	Leftovers    []Leftover `json:"leftovers"`
 	Stray        []string   `json:"stray"`
+	// PrunedBelow is the offset below which a prune deleted the files
+	// (rolling.PrunedNote); absent when never pruned.
+	PrunedBelow *int64 `json:"pruned_below,omitempty"`
 	// Error is set when the folder could not be listed.
 	Error string `json:"error,omitempty"`
 }
@@ -140,6 +143,16 @@ func listPartition(ctx context.Context, src tree.Source, ref partitionRef) *Part
 	}
 	for _, l := range part.Leftovers {
 		pi.Leftovers = append(pi.Leftovers, Leftover{Name: l.Name, Size: l.Size, Kind: leftoverKind(l.Name)})
+	}
+	if part.Pruned {
+		note, ok, err := tree.ReadPruned(ctx, src, ref.topic, ref.partition)
+		if err != nil {
+			pi.Error = err.Error()
+			return pi
+		}
+		if ok {
+			pi.PrunedBelow = ptr(note.Below)
+		}
 	}
 	for _, s := range part.Stray {
 		if what := part.NotRegular[s]; what != "" {
@@ -320,6 +333,9 @@ func (r *ListReport) WriteText(w io.Writer, files bool) {
 		line += fmt.Sprintf(", %s, %s (%d bytes)", plural(p.Records, "record"), units.FormatBytes(p.Bytes), p.Bytes)
 		if p.MinTimestamp != nil {
 			line += fmt.Sprintf(", %s to %s", FormatTime(*p.MinTimestamp), FormatTime(*p.MaxTimestamp))
+		}
+		if p.PrunedBelow != nil {
+			line += fmt.Sprintf(", pruned below offset %d", *p.PrunedBelow)
 		}
 		fmt.Fprintln(w, line)
 		if files && len(p.Files) > 0 {

@@ -51,6 +51,7 @@ const (
 	KindGap         = "gap"           // offsets inside a partition no file holds
 	KindNoData      = "no_partitions" // the location (or the selection) holds no partition folder
 	KindRecreated   = "recreated"     // the writer refused the partition: its topic was recreated (rolling.RecreatedNote)
+	KindPruned      = "pruned"        // a file below the prune point (rolling.PrunedNote): an interrupted prune
 )
 
 // Problem is one finding of Verify.
@@ -184,9 +185,13 @@ type PartitionReport struct {
 	Overlaps   []Overlap  `json:"overlaps"`
 	Leftovers  []Leftover `json:"leftovers"`
 	Stray      []string   `json:"stray"`
-	Problems   []Problem  `json:"problems"`
-	Errors     int        `json:"errors"`
-	Warnings   int        `json:"warnings"`
+	// PrunedBelow is the offset below which a prune deleted the files on
+	// purpose (rolling.PrunedNote): where the partition now starts. Absent
+	// when never pruned.
+	PrunedBelow *int64    `json:"pruned_below,omitempty"`
+	Problems    []Problem `json:"problems"`
+	Errors      int       `json:"errors"`
+	Warnings    int       `json:"warnings"`
 }
 
 func (p *PartitionReport) add(pr Problem) {
@@ -336,6 +341,9 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		}
 		pr.add(Problem{Severity: SeverityWarning, Kind: KindLeftover, File: l.Name, Path: location(src, ref.topic, ref.partition, l.Name), Message: msg})
 	}
+	if part.Pruned {
+		checkPruned(ctx, src, ref, pr)
+	}
 	pr.Stray = append([]string{}, part.Stray...)
 	for _, s := range part.Stray {
 		msg := "neither a final file (named by its first offset) nor a hidden file: not part of the backup, ignored"
@@ -357,6 +365,7 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 	}
 	crossCheck(src, pr)
 	checkMarker(ctx, src, ref, pr)
+	checkBelowPruned(src, pr)
 	if pr.Leftovers == nil {
 		pr.Leftovers = []Leftover{}
 	}
@@ -379,6 +388,33 @@ func checkRecreated(ctx context.Context, src tree.Source, ref partitionRef, pr *
 	pr.add(Problem{Severity: SeverityError, Kind: KindRecreated, File: rolling.RecreatedNote, Path: location(src, ref.topic, ref.partition, rolling.RecreatedNote),
 		Message: fmt.Sprintf("the topic was deleted and recreated: kafka_backup refuses this partition and the new topic's records are not backed up. "+
 			"If this folder is the old topic's backup moved out of the backup location, delete this note. The note says: %s", note)})
+}
+
+// checkPruned reads the partition's rolling.PrunedNote: an unreadable one
+// is an error (where the partition starts is unknown).
+func checkPruned(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
+	note, ok, err := tree.ReadPruned(ctx, src, ref.topic, ref.partition)
+	switch {
+	case err != nil:
+		pr.add(Problem{Severity: SeverityError, Kind: KindPruned, File: rolling.PrunedNote, Path: location(src, ref.topic, ref.partition, rolling.PrunedNote),
+			Message: fmt.Sprintf("the prune note cannot be read (%v): where the partition starts is unknown. Its first line must be \"below <offset>\": the first offset a prune kept", err)})
+	case ok:
+		pr.PrunedBelow = ptr(note.Below)
+	}
+}
+
+// checkBelowPruned reports the files whose every offset is below the
+// partition's prune point: an interrupted prune left them.
+func checkBelowPruned(src tree.Source, pr *PartitionReport) {
+	if pr.PrunedBelow == nil {
+		return
+	}
+	for _, f := range pr.Files {
+		if f.LastOffset != nil && *f.LastOffset < *pr.PrunedBelow {
+			pr.add(Problem{Severity: SeverityWarning, Kind: KindPruned, File: f.Name, Path: location(src, pr.Topic, pr.Partition, f.Name), Offset: f.FirstOffset,
+				Message: fmt.Sprintf("every offset of this file is below offset %d, where a prune cut the partition (%s): an interrupted prune left it; kafka-backup prune --yes deletes it", *pr.PrunedBelow, rolling.PrunedNote)})
+		}
+	}
 }
 
 // checkMarker compares the FTP destination's marker (tree.MarkerName), when
@@ -761,6 +797,9 @@ func (r *VerifyReport) WriteText(w io.Writer) {
 		offsets := "no records"
 		if len(p.Offsets) > 0 {
 			offsets = "offsets " + formatJSONRanges(p.Offsets, 5)
+		}
+		if p.PrunedBelow != nil {
+			offsets += fmt.Sprintf(" (pruned below offset %d)", *p.PrunedBelow)
 		}
 		fmt.Fprintf(w, "  %s/%d: %s: %s, %s, %s, %s\n", p.Topic, p.Partition, status,
 			plural(int64(len(p.Files)), "file"), plural(p.Records, "record"), offsets, units.FormatBytes(p.Bytes))

@@ -107,6 +107,9 @@ type Partition struct {
 	// NotRegular says, for the names of Stray that are not a regular file or
 	// folder, what they are ("a FIFO", "a symbolic link out of the tree").
 	NotRegular map[string]string
+	// Pruned says the folder holds a rolling.PrunedNote (ReadPruned reads
+	// it): files below an offset were deleted on purpose.
+	Pruned bool
 }
 
 // Bytes returns the size of the partition's final files.
@@ -336,6 +339,8 @@ func classify(topic string, partition int32, entries []entry) Partition {
 			}
 			p.NotRegular[e.name] = e.special
 		case e.name == MarkerName && !e.dir:
+		case e.name == rolling.PrunedNote && !e.dir:
+			p.Pruned = true
 		case final && !e.dir:
 			p.Files = append(p.Files, File{Name: e.name, FirstOffset: off, Size: e.size})
 		case strings.HasPrefix(e.name, ".") && !e.dir:

@@ -62,18 +62,28 @@ func selectionFlags() []cli.Flag {
 }
 
 func selection(c *cli.Context, cmd string) (inspect.Filter, int, error) {
-	f := inspect.Filter{Topics: splitList(c.StringSlice("topic"))}
-	for _, p := range c.IntSlice("partition") {
-		if p < 0 || p > 1<<31-1 {
-			return f, 0, fmt.Errorf("%s: --partition %d: not a partition number", cmd, p)
-		}
-		f.Partitions = append(f.Partitions, int32(p))
+	f, err := selectionFilter(c, cmd)
+	if err != nil {
+		return f, 0, err
 	}
 	n := c.Int("parallel")
 	if n < 1 {
 		return f, 0, fmt.Errorf("%s: --parallel must be at least 1", cmd)
 	}
 	return f, n, nil
+}
+
+// selectionFilter returns the topics and partitions --topic and
+// --partition select.
+func selectionFilter(c *cli.Context, cmd string) (inspect.Filter, error) {
+	f := inspect.Filter{Topics: splitList(c.StringSlice("topic"))}
+	for _, p := range c.IntSlice("partition") {
+		if p < 0 || p > 1<<31-1 {
+			return f, fmt.Errorf("%s: --partition %d: not a partition number", cmd, p)
+		}
+		f.Partitions = append(f.Partitions, int32(p))
+	}
+	return f, nil
 }
 
 // oneArg returns the command's only argument, what it is.

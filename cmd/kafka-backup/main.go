@@ -54,6 +54,7 @@ func main() {
 		service.CLIOptAddCommand(verifyCommand()),
 		service.CLIOptAddCommand(lsCommand()),
 		service.CLIOptAddCommand(catCommand()),
+		service.CLIOptAddCommand(pruneCommand()),
 		// Benthos keeps one such hook: onConfigParse runs all our checks.
 		service.CLIOptOnConfigParse(onConfigParse),
 	)

@@ -647,6 +647,12 @@ func listsAll(marker, files map[string][]rolling.Range) bool {
 // writeMarker stores a folder's marker: under a temporary name, renamed
 // over the old one.
 func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[string][]rolling.Range) error {
+	return storeMarker(c, remote, d.cfg.Instance, ranges, d.storeRefusal)
+}
+
+// storeMarker stores a folder's marker under a temporary name of instance,
+// renamed over the old one; refusal wraps the error of the upload.
+func storeMarker(c *jftp.ServerConn, remote, instance string, ranges map[string][]rolling.Range, refusal func(error) error) error {
 	names := make([]string, 0, len(ranges))
 	for n := range ranges {
 		names = append(names, n)
@@ -657,23 +663,67 @@ func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[
 		buf.WriteString(rangeLine(n, ranges[n]))
 	}
 	marker := path.Join(remote, MarkerName)
-	tmp := path.Join(remote, MarkerName+"."+d.cfg.Instance+".tmp")
+	tmp := path.Join(remote, MarkerName+"."+instance+".tmp")
 	if err := c.Stor(tmp, &buf); err != nil {
-		return fmt.Errorf("storing %s: %w", tmp, d.storeRefusal(err))
+		return fmt.Errorf("storing %s: %w", tmp, refusal(err))
 	}
-	if err := c.Rename(tmp, marker); err != nil {
+	return renameOver(c, tmp, marker)
+}
+
+// renameOver renames tmp to final, replacing final: deleted first when the
+// server refuses to rename over an existing file.
+func renameOver(c *jftp.ServerConn, tmp, final string) error {
+	if err := c.Rename(tmp, final); err != nil {
 		if connBroken(err) {
 			return fmt.Errorf("renaming %s: %w", tmp, err)
 		}
-		// Some servers refuse to rename over an existing file.
-		if derr := c.Delete(marker); derr != nil && connBroken(derr) {
+		if derr := c.Delete(final); derr != nil && connBroken(derr) {
 			return derr
 		}
-		if err := c.Rename(tmp, marker); err != nil {
-			return fmt.Errorf("renaming %s to %s: %w", tmp, MarkerName, err)
+		if err := c.Rename(tmp, final); err != nil {
+			return fmt.Errorf("renaming %s to %s: %w", tmp, path.Base(final), err)
 		}
 	}
 	return nil
+}
+
+// DropFromMarker removes the lines of names from the marker of the remote
+// partition folder remote, for kafka-backup prune, before it deletes those
+// files: the marker is written under a temporary name of instance and
+// renamed over the old one. A folder without a marker, or whose marker
+// lists none of the names, is left as it is.
+func DropFromMarker(c *jftp.ServerConn, remote, instance string, names []string) error {
+	ranges, err := readMarker(c, remote)
+	if err != nil {
+		return err
+	}
+	n := len(ranges)
+	for _, name := range names {
+		delete(ranges, name)
+	}
+	if len(ranges) == n {
+		return nil
+	}
+	return storeMarker(c, remote, instance, ranges, func(err error) error { return err })
+}
+
+// StoreNote stores data as the file name of the remote folder remote,
+// replacing it: under a temporary name of instance, its size checked, then
+// renamed over the old one, so a reader sees the old note or the new one,
+// never a part. kafka-backup prune stores rolling.PrunedNote with it.
+func StoreNote(c *jftp.ServerConn, remote, name, instance string, data []byte) error {
+	tmp := path.Join(remote, name+"."+instance+".tmp")
+	if err := c.Stor(tmp, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("storing %s: %w", tmp, err)
+	}
+	size, err := c.FileSize(tmp)
+	if err != nil {
+		return fmt.Errorf("checking the size of %s: %w", tmp, err)
+	}
+	if size != int64(len(data)) {
+		return fmt.Errorf("%s has %d bytes on the server, %d were sent", tmp, size, len(data))
+	}
+	return renameOver(c, tmp, path.Join(remote, name))
 }
 
 // rangeLine formats one marker or journal line.

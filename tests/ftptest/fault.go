@@ -63,6 +63,10 @@ type Fault struct {
 	FailMkdirs int
 	// FailDeletes: the next N removals (DELE, RMD) fail with 550.
 	FailDeletes int
+	// StallDeletes: the next N removals wait until [Server.ReleaseUploads],
+	// Stop or Restart, then fail with 550 without removing anything: a
+	// client killed while its removal waits never removed the file.
+	StallDeletes int
 	// FailDownloads: the next N downloads (RETR) of a file fail when it is
 	// opened, with 552 as ftpserverlib answers a storage error: a reply
 	// other than 550 (file not found) and not a broken connection.
@@ -247,6 +251,12 @@ func (c *clientFs) removeFault(name string) error {
 	s.counts.Removes++
 	if take(&s.pending.FailDeletes, &s.counts.Fired.FailDeletes) {
 		return &os.PathError{Op: "remove", Path: name, Err: injected("delete refused")}
+	}
+	if take(&s.pending.StallDeletes, &s.counts.Fired.StallDeletes) {
+		s.mu.Unlock()
+		s.waitRelease()
+		s.mu.Lock()
+		return &os.PathError{Op: "remove", Path: name, Err: injected("delete stalled, then refused")}
 	}
 
 	return nil

@@ -311,7 +311,8 @@ func (s *Server) Restart() {
 }
 
 // ReleaseUploads ends the wait of every upload stalled by
-// [Fault.StallUploads]; uploads stalled later wait for the next call.
+// [Fault.StallUploads] and of every removal stalled by [Fault.StallDeletes];
+// those stalled later wait for the next call.
 func (s *Server) ReleaseUploads() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

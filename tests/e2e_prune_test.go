@@ -1,0 +1,348 @@
+package tests
+
+// End-to-end tests of `kafka-backup prune` (issue 16), through the built
+// binary: a tree of files whose records are older or newer than the cutoff,
+// on local disk and on an FTP server (tests/ftptest); a dry run deletes
+// nothing; --yes deletes the oldest contiguous run of old files per
+// partition, never an old file between two kept ones nor the newest;
+// verify and ls then report where each partition starts; restore restores
+// exactly the kept offsets. On FTP, a prune killed between its marker
+// rewrite and its deletes leaves a marker that claims no deleted file.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kafka-backup/kafka-backup/inspect"
+	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/prune"
+	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tests/ftptest"
+	"github.com/kafka-backup/kafka-backup/tree"
+)
+
+// pruneLayout is the tree the prune tests start from, topic "old": per
+// partition, files of 100 records, old (60 days ago) or new (now).
+// Partition 0: 0 old, 100 old, 200 new, 300 old (between two kept files),
+// 400 old (the newest, kept by --keep-files 1). Partition 1: 0 old, 100 old
+// (the newest).
+var pruneLayout = map[int32][]bool{0: {true, true, false, true, true}, 1: {true, true}}
+
+// pruneKept is what --older-than 30days --yes keeps: partition → first
+// kept offset.
+var pruneKept = map[int32]int64{0: 200, 1: 100}
+
+// writePruneTree writes pruneLayout below root and returns every record by
+// partition, and the FTP marker lines of each partition.
+func writePruneTree(t testing.TB, root string) (map[int32][]segment.Record, map[int32]string) {
+	t.Helper()
+	all := map[int32][]segment.Record{}
+	markers := map[int32]string{}
+	now := time.Now()
+	for p, files := range pruneLayout {
+		var marker strings.Builder
+		for i, old := range files {
+			first := int64(i * 100)
+			ts := now.UnixMilli()
+			if old {
+				ts = now.Add(-60 * 24 * time.Hour).UnixMilli()
+			}
+			rs := numberedRecords(first, 100, ts)
+			for j := range rs {
+				rs[j].Value = []byte(fmt.Sprintf("p%d value %d", p, rs[j].Offset))
+			}
+			backuptest.WriteSegment(t, root, "old", p, fmt.Sprint(first), rs, 10, segment.None)
+			all[p] = append(all[p], rs...)
+			fmt.Fprintf(&marker, "%d %d-%d\n", first, first, first+99)
+		}
+		markers[p] = marker.String()
+	}
+	return all, markers
+}
+
+// finalNames lists the final files of a local partition folder.
+func finalNames(t testing.TB, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		if _, ok := rolling.ParseFileName(e.Name()); ok {
+			out = append(out, e.Name())
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		x, _ := rolling.ParseFileName(a)
+		y, _ := rolling.ParseFileName(b)
+		return int(x - y)
+	})
+	return out
+}
+
+// checkPruned checks the partition folders below root (local paths) after a
+// complete prune: the kept files, and the note.
+func checkPruned(t testing.TB, root string) {
+	t.Helper()
+	want := map[int32][]string{0: {"200", "300", "400"}, 1: {"100"}}
+	for p, w := range want {
+		dir := rolling.PartitionDir(root, "old", p)
+		if got := finalNames(t, dir); !slices.Equal(got, w) {
+			t.Errorf("old/%d after the prune: files %v, want %v", p, got, w)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, rolling.PrunedNote))
+		if err != nil {
+			t.Errorf("old/%d: no prune note: %v", p, err)
+			continue
+		}
+		note, err := rolling.ParsePruned(data)
+		if err != nil || note.Below != pruneKept[p] {
+			t.Errorf("old/%d: note %q: %+v %v, want below %d", p, data, note, err, pruneKept[p])
+		}
+	}
+}
+
+// pruneJSON runs prune --json and decodes its report.
+func pruneJSON(t testing.TB, env []string, args ...string) (inspectResult, prune.Report) {
+	t.Helper()
+	r := inspectRun(t, env, append([]string{"prune", "--json"}, args...)...)
+	var rep prune.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("prune --json: %v\n%s", err, r.stdout)
+	}
+	return r, rep
+}
+
+// checkVerifyPruned runs verify on loc and checks it is clean (no error, no
+// warning) and says where each partition starts.
+func checkVerifyPruned(t testing.TB, env []string, loc string) {
+	t.Helper()
+	r, rep := verifyJSON(t, env, loc)
+	if r.code != 0 || !rep.OK || rep.Warnings != 0 {
+		t.Errorf("verify after the prune: exit %d, ok %v, %d warnings: %v", r.code, rep.OK, rep.Warnings, rep.Problems())
+	}
+	for _, p := range rep.Partitions {
+		if p.PrunedBelow == nil || *p.PrunedBelow != pruneKept[p.Partition] {
+			t.Errorf("verify: old/%d pruned below %v, want %d", p.Partition, p.PrunedBelow, pruneKept[p.Partition])
+		}
+	}
+	text := inspectRun(t, env, "verify", loc)
+	ls := inspectRun(t, env, "ls", loc)
+	for p, below := range pruneKept {
+		if want := fmt.Sprintf("pruned below offset %d", below); !strings.Contains(text.stdout, want) || !strings.Contains(ls.stdout, want) {
+			t.Errorf("verify or ls of old/%d does not say %q", p, want)
+		}
+	}
+}
+
+// checkRestorePruned restores loc into a new cluster and checks that the
+// topic holds exactly the kept records, in order.
+func checkRestorePruned(t testing.TB, env []string, loc string, all map[int32][]segment.Record) {
+	t.Helper()
+	c := faultCluster(t, 2, "old")
+	r := restoreRun(t, env, "--brokers", c.ListenAddrs()[0], loc)
+	if r.err != nil {
+		t.Fatalf("restore of the pruned tree: %v", r.err)
+	}
+	want := map[int32][]segment.Record{}
+	for p, rs := range all {
+		want[p] = rs[pruneKept[p]:]
+	}
+	got := backuptest.ReadTopic(t, c.ListenAddrs(), "old", 2, waitTimeout)
+	for p, w := range want {
+		g := got[p]
+		if len(g) != len(w) {
+			t.Errorf("restored old/%d: %d records, want the %d kept (offsets %d-%d)", p, len(g), len(w), w[0].Offset, w[len(w)-1].Offset)
+			continue
+		}
+		for i := range g {
+			if string(g[i].Value) != string(w[i].Value) || g[i].Timestamp != w[i].Timestamp {
+				t.Fatalf("restored old/%d record %d: %q at %d, want %q at %d", p, i, g[i].Value, g[i].Timestamp, w[i].Value, w[i].Timestamp)
+			}
+		}
+	}
+}
+
+// TestPruneLocal: dry run (text and JSON) deletes nothing; --yes deletes
+// old/0's files 0 and 100 (not 300, between 200 and 400, nor 400, the
+// newest) and old/1's 0; a second prune deletes nothing; verify and ls say
+// where the partitions start; restore restores exactly the kept offsets.
+func TestPruneLocal(t *testing.T) {
+	root := t.TempDir()
+	all, _ := writePruneTree(t, root)
+
+	r := inspectRun(t, nil, "prune", "--older-than", "30days", root)
+	if r.code != 0 || !strings.Contains(r.stdout, "DRY RUN") || !strings.Contains(r.stdout, "new first offset 200") || !strings.Contains(r.stdout, "new first offset 100") {
+		t.Fatalf("dry run: exit %d, output without DRY RUN and the new first offsets", r.code)
+	}
+	r, rep := pruneJSON(t, nil, "--older-than", "30days", root)
+	if r.code != 0 || !rep.DryRun || rep.Files != 3 || len(rep.Partitions) != 2 {
+		t.Fatalf("dry run --json: exit %d, %+v", r.code, rep)
+	}
+	if p0 := rep.Partitions[0]; len(p0.Files) != 2 || p0.Files[0].Name != "0" || p0.Files[1].LastOffset != 199 || *p0.NewFirstOffset != 200 {
+		t.Errorf("dry run of old/0: %+v", p0)
+	}
+	for p := range pruneLayout {
+		if n := len(finalNames(t, rolling.PartitionDir(root, "old", p))); n != len(pruneLayout[p]) {
+			t.Fatalf("the dry run deleted files of old/%d: %d left", p, n)
+		}
+		if _, err := os.Stat(filepath.Join(rolling.PartitionDir(root, "old", p), rolling.PrunedNote)); !os.IsNotExist(err) {
+			t.Fatalf("the dry run wrote a note in old/%d", p)
+		}
+	}
+	// Errors name the flag.
+	for _, args := range [][]string{{root}, {"--older-than", "30 weeks", root}, {"--older-than", "1day", "--before", "2024-01-01T00:00:00Z", root}} {
+		r := inspectRun(t, nil, append([]string{"prune"}, args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--older-than") {
+			t.Errorf("prune %v: exit %d, stderr %q; want 2 naming --older-than", args, r.code, r.stderr)
+		}
+	}
+
+	r, rep = pruneJSON(t, nil, "--older-than", "30days", "--yes", root)
+	if r.code != 0 || rep.DryRun || rep.Files != 3 || rep.Errors != 0 {
+		t.Fatalf("prune --yes: exit %d, %+v", r.code, rep)
+	}
+	checkPruned(t, root)
+	if r, rep = pruneJSON(t, nil, "--older-than", "30days", "--yes", root); r.code != 0 || rep.Files != 0 {
+		t.Errorf("a second prune: exit %d, %d files", r.code, rep.Files)
+	}
+	checkPruned(t, root)
+	checkVerifyPruned(t, nil, root)
+	checkRestorePruned(t, nil, root, all)
+}
+
+// pruneFTP starts an FTP server holding the prune tree below /backups, with
+// the markers a kafka_backup output leaves, and returns the location, the
+// environment with the password, and the server's local root of the tree.
+func pruneFTP(t testing.TB) (srv *ftptest.Server, loc string, env []string, local string, all map[int32][]segment.Record) {
+	t.Helper()
+	srv = ftptest.Start(t)
+	const remote = "/backups"
+	local = srv.LocalPath(remote)
+	all, markers := writePruneTree(t, local)
+	for p, m := range markers {
+		if err := os.WriteFile(filepath.Join(rolling.PartitionDir(local, "old", p), tree.MarkerName), []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv, fmt.Sprintf("ftp://%s@%s%s", srv.User, srv.Addr, remote), []string{"KAFKA_BACKUP_FTP_PASSWORD=" + srv.Password}, local, all
+}
+
+// markerNames returns the names a local copy of a marker lists.
+func markerNames(t testing.TB, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, tree.MarkerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for n := range tree.ParseMarker(data) {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestPruneFTP: the same as TestPruneLocal on an FTP server; the markers
+// then list exactly the kept files.
+func TestPruneFTP(t *testing.T) {
+	_, loc, env, local, all := pruneFTP(t)
+	r, rep := pruneJSON(t, env, "--older-than", "30days", loc)
+	if r.code != 0 || !rep.DryRun || rep.Files != 3 {
+		t.Fatalf("dry run: exit %d, %+v", r.code, rep)
+	}
+	if n := len(finalNames(t, rolling.PartitionDir(local, "old", 0))); n != 5 {
+		t.Fatalf("the dry run deleted files: %d left", n)
+	}
+	r, rep = pruneJSON(t, env, "--older-than", "30days", "--yes", loc)
+	if r.code != 0 || rep.Files != 3 || rep.Errors != 0 {
+		t.Fatalf("prune --yes: exit %d, %+v", r.code, rep)
+	}
+	checkPruned(t, local)
+	for p, want := range map[int32][]string{0: {"200", "300", "400"}, 1: {"100"}} {
+		if got := markerNames(t, rolling.PartitionDir(local, "old", p)); !slices.Equal(got, want) {
+			t.Errorf("marker of old/%d lists %v, want %v", p, got, want)
+		}
+	}
+	checkVerifyPruned(t, env, loc)
+	checkRestorePruned(t, env, loc, all)
+}
+
+// TestPruneFTPKilled: a prune killed while the server holds its first
+// delete (after the note and the marker were written): the marker no
+// longer lists the files to delete, which are all still there; verify
+// finds no error (the files below the prune point are warnings); a second
+// prune finishes the job and verify is clean.
+func TestPruneFTPKilled(t *testing.T) {
+	srv, loc, env, local, all := pruneFTP(t)
+	srv.Inject(ftptest.Fault{StallDeletes: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kbBin, "prune", "--older-than", "30days", "--yes", "--partition", "0", loc)
+	cmd.Env = append(os.Environ(), env...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor(t, "the prune's first delete", func() (bool, string) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the prune exited (%v) before its first delete:\n%s", err, out.String())
+		default:
+		}
+		c := srv.Counts()
+		return c.Fired.StallDeletes == 1, fmt.Sprintf("%d removes", c.Removes)
+	})
+	dir := rolling.PartitionDir(local, "old", 0)
+	// The state the kill leaves: the marker was rewritten before any delete.
+	if got := markerNames(t, dir); !slices.Equal(got, []string{"200", "300", "400"}) {
+		t.Errorf("marker while the first delete waits: %v, want 200 300 400", got)
+	}
+	if got := finalNames(t, dir); len(got) != 5 {
+		t.Errorf("files while the first delete waits: %v, want all 5", got)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	t.Logf("killed prune:\n%s", out.String())
+	srv.ReleaseUploads() // the held delete fails: the process is gone
+
+	r, rep := verifyJSON(t, env, loc)
+	if r.code != 0 || !rep.OK {
+		t.Errorf("verify after the kill: exit %d, errors %v", r.code, rep.Problems())
+	}
+	below := 0
+	for _, p := range rep.Problems() {
+		if p.Kind == inspect.KindPruned {
+			below++
+		}
+	}
+	if below != 2 {
+		t.Errorf("verify after the kill: %d files reported below the prune point, want 2 (0 and 100)", below)
+	}
+	if got := finalNames(t, dir); len(got) != 5 {
+		t.Errorf("files after the kill: %v, want all 5", got)
+	}
+
+	r2, rep2 := pruneJSON(t, env, "--older-than", "30days", "--yes", loc)
+	if r2.code != 0 || rep2.Files != 3 {
+		t.Fatalf("second prune: exit %d, %+v", r2.code, rep2)
+	}
+	checkPruned(t, local)
+	checkVerifyPruned(t, env, loc)
+	checkRestorePruned(t, env, loc, all)
+}
