@@ -586,8 +586,10 @@ func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[
 	for n, rs := range files {
 		mine[n] = rs
 	}
+	fresh := files
 	files = maps.Clone(mine)
 	d.mu.Unlock()
+	checkedPruned := false
 	for range markerTries {
 		ranges, err := readMarker(c, remote)
 		if err != nil {
@@ -595,6 +597,16 @@ func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[
 		}
 		if listsAll(ranges, files) {
 			return nil
+		}
+		if !checkedPruned && lacksOld(ranges, files, fresh) {
+			// Lines of this instance the marker no longer has: another
+			// instance's update replaced them, or a prune removed them
+			// before deleting their files.
+			checkedPruned = true
+			if err := d.forgetPruned(c, remote, files); err != nil {
+				return err
+			}
+			continue
 		}
 		for n, rs := range files {
 			ranges[n] = rs
@@ -611,6 +623,62 @@ func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[
 		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, MarkerName, markerTries))
 	}
 	return nil
+}
+
+// lacksOld reports whether the marker lacks a line of files other than
+// those of fresh.
+func lacksOld(marker, files, fresh map[string][]rolling.Range) bool {
+	for n := range files {
+		if _, ok := marker[n]; !ok && fresh[n] == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetPruned removes from files, and from the lines this instance writes
+// again, the files wholly below the folder's prune point
+// (rolling.PrunedNote): a prune deleted them, or is about to, and the
+// marker must not claim them again.
+func (d *Destination) forgetPruned(c *jftp.ServerConn, remote string, files map[string][]rolling.Range) error {
+	below, err := readPrunedBelow(c, remote)
+	if err != nil || below <= 0 {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for n, rs := range files {
+		if rs[len(rs)-1].Last < below {
+			delete(files, n)
+			delete(d.recorded[remote], n)
+		}
+	}
+	return nil
+}
+
+// readPrunedBelow returns the offset of a folder's rolling.PrunedNote, 0
+// when it has none.
+func readPrunedBelow(c *jftp.ServerConn, dir string) (int64, error) {
+	p := path.Join(dir, rolling.PrunedNote)
+	r, err := c.Retr(p)
+	if err != nil {
+		if code := ftpconn.ReplyCode(err); code == 550 || code == 450 {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	note, err := rolling.ParsePruned(data)
+	if err != nil {
+		return 0, nil // verify reports it; the lines are kept
+	}
+	return note.Below, nil
 }
 
 // forgetLine removes the line of name, a final file about to be renamed into
@@ -690,21 +758,27 @@ func renameOver(c *jftp.ServerConn, tmp, final string) error {
 // DropFromMarker removes the lines of names from the marker of the remote
 // partition folder remote, for kafka-backup prune, before it deletes those
 // files: the marker is written under a temporary name of instance and
-// renamed over the old one. A folder without a marker, or whose marker
-// lists none of the names, is left as it is.
+// renamed over the old one, then read back, and written again when a
+// writer's update crossing this one brought a line back. A folder without a
+// marker, or whose marker lists none of the names, is left as it is.
 func DropFromMarker(c *jftp.ServerConn, remote, instance string, names []string) error {
-	ranges, err := readMarker(c, remote)
-	if err != nil {
-		return err
+	for range markerTries {
+		ranges, err := readMarker(c, remote)
+		if err != nil {
+			return err
+		}
+		n := len(ranges)
+		for _, name := range names {
+			delete(ranges, name)
+		}
+		if len(ranges) == n {
+			return nil
+		}
+		if err := storeMarker(c, remote, instance, ranges, func(err error) error { return err }); err != nil {
+			return err
+		}
 	}
-	n := len(ranges)
-	for _, name := range names {
-		delete(ranges, name)
-	}
-	if len(ranges) == n {
-		return nil
-	}
-	return storeMarker(c, remote, instance, ranges, func(err error) error { return err })
+	return fmt.Errorf("%s/%s: writers' updates kept bringing back the lines of the files to delete %d times", remote, MarkerName, markerTries)
 }
 
 // StoreNote stores data as the file name of the remote folder remote,

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/prune"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
+	"github.com/kafka-backup/kafka-backup/tree"
 )
 
 // events records what the destination reports.
@@ -703,5 +705,48 @@ func TestMarkerKeptOnFailedRead(t *testing.T) {
 	}
 	if got := len(ftp.ParseRanges(after)); got != n+1 {
 		t.Fatalf("marker lists %d files after one more upload, want %d:\nbefore:\n%s\nafter:\n%s", got, n+1, before, after)
+	}
+}
+
+// TestMarkerAfterPrune: a prune deletes old files under a running
+// destination; the destination's later marker updates (uploads, and the
+// check at shutdown) never bring back the lines of the deleted files,
+// which it had written itself.
+func TestMarkerAfterPrune(t *testing.T) {
+	srv := ftptest.Start(t)
+	r := newRig(t, srv, nil)
+	r.drain(t, records(0, 3000))
+	ctx := context.Background()
+	src, err := tree.Open(ctx, fmt.Sprintf("ftp://%s@%s/backup/10MB", srv.User, srv.Addr), tree.Options{Password: srv.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	rep, err := prune.Run(ctx, src, prune.Options{Cutoff: time.UnixMilli(1700000000000 + 2000), KeepFiles: 1, Apply: true})
+	if err != nil || rep.Errors != 0 || rep.Files < 2 {
+		t.Fatalf("prune: %v, %+v", err, rep)
+	}
+	w, err := rolling.New(rolling.Config{Dir: r.spool, Instance: "test-1", MaxSize: 8 << 10, IdleTimeout: time.Hour, Destination: r.dest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.writer = w
+	r.drain(t, records(3000, 1000))
+	if err := r.dest.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dir := srv.LocalPath("/backup/10MB/test/0")
+	data, err := os.ReadFile(filepath.Join(dir, ftp.MarkerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := ftp.ParseRanges(data)
+	for name := range marker {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("the marker lists %s, which the prune deleted: %v", name, err)
+		}
+	}
+	if len(marker) < 3 {
+		t.Errorf("the marker lists %d files", len(marker))
 	}
 }
