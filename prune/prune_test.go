@@ -110,3 +110,36 @@ func TestPrunePartition(t *testing.T) {
 		t.Fatalf("note after pruning everything: %+v, want below 50", note)
 	}
 }
+
+// TestPruneSnapshots: snapshots older than the cutoff go, but the newest,
+// and the newest holding each topic, stay; a dry run deletes none.
+func TestPruneSnapshots(t *testing.T) {
+	root := t.TempDir()
+	s1 := backuptest.WriteSnapshot(t, root, cutoff.Add(-72*time.Hour), "a", 1, "x")
+	s2 := backuptest.WriteSnapshot(t, root, cutoff.Add(-60*time.Hour), "b", 1, "y") // the newest of y
+	s3 := backuptest.WriteSnapshot(t, root, cutoff.Add(-48*time.Hour), "a", 1, "x")
+	s4 := backuptest.WriteSnapshot(t, root, cutoff.Add(time.Hour), "a", 1, "x")
+	src := backuptest.OpenTree(t, root)
+	ctx := context.Background()
+	opts := prune.Options{Cutoff: cutoff, Snapshots: true}
+	rep, err := prune.Run(ctx, src, opts)
+	if err != nil || len(rep.Snapshots) != 2 || rep.Snapshots[0].Name != s1 || rep.Snapshots[1].Name != s3 {
+		t.Fatalf("dry run: %v %+v, want %s and %s", err, rep.Snapshots, s1, s3)
+	}
+	opts.Apply = true
+	if rep, err = prune.Run(ctx, src, opts); err != nil || rep.Errors != 0 || len(rep.Snapshots) != 2 {
+		t.Fatalf("prune: %v %+v", err, rep)
+	}
+	got, _, err := tree.SnapshotNames(ctx, src)
+	if err != nil || !slices.Equal(got, []string{s2, s4}) {
+		t.Fatalf("snapshots left: %v %v, want %s %s", got, err, s2, s4)
+	}
+	// Everything older than a later cutoff: the newest stays all the same.
+	opts.Cutoff = cutoff.Add(48 * time.Hour)
+	if _, err = prune.Run(ctx, src, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ = tree.SnapshotNames(ctx, src); !slices.Equal(got, []string{s2, s4}) {
+		t.Fatalf("snapshots left after a later cutoff: %v, want %s (newest of y) and %s (the newest)", got, s2, s4)
+	}
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/inspect"
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/prune"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -66,7 +67,21 @@ func writePruneTree(t testing.TB, root string) (map[int32][]segment.Record, map[
 		}
 		markers[p] = marker.String()
 	}
+	// Snapshots 50 and 40 days old (pruned), and one a day old (kept).
+	for _, age := range []int{50, 40, 1} {
+		backuptest.WriteSnapshot(t, root, now.Add(-time.Duration(age)*24*time.Hour).Truncate(time.Millisecond), "backup-0", 2, "old")
+	}
 	return all, markers
+}
+
+// snapshotCount returns how many snapshots the local tree root holds.
+func snapshotCount(t testing.TB, root string) int {
+	t.Helper()
+	es, err := os.ReadDir(filepath.Join(root, metadata.DirName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
 }
 
 // finalNames lists the final files of a local partition folder.
@@ -91,9 +106,12 @@ func finalNames(t testing.TB, dir string) []string {
 }
 
 // checkPruned checks the partition folders below root (local paths) after a
-// complete prune: the kept files, and the note.
+// complete prune: the kept files, and the note; and the snapshot kept.
 func checkPruned(t testing.TB, root string) {
 	t.Helper()
+	if n := snapshotCount(t, root); n != 1 {
+		t.Errorf("%d snapshots after the prune, want the newest only", n)
+	}
 	want := map[int32][]string{0: {"200", "300", "400"}, 1: {"100"}}
 	for p, w := range want {
 		dir := rolling.PartitionDir(root, "old", p)
@@ -186,7 +204,7 @@ func TestPruneLocal(t *testing.T) {
 		t.Fatalf("dry run: exit %d, output without DRY RUN and the new first offsets", r.code)
 	}
 	r, rep := pruneJSON(t, nil, "--older-than", "30days", root)
-	if r.code != 0 || !rep.DryRun || rep.Files != 3 || len(rep.Partitions) != 2 {
+	if r.code != 0 || !rep.DryRun || rep.Files != 3 || len(rep.Partitions) != 2 || len(rep.Snapshots) != 2 || snapshotCount(t, root) != 3 {
 		t.Fatalf("dry run --json: exit %d, %+v", r.code, rep)
 	}
 	if p0 := rep.Partitions[0]; len(p0.Files) != 2 || p0.Files[0].Name != "0" || p0.Files[1].LastOffset != 199 || *p0.NewFirstOffset != 200 {
@@ -209,7 +227,7 @@ func TestPruneLocal(t *testing.T) {
 	}
 
 	r, rep = pruneJSON(t, nil, "--older-than", "30days", "--yes", root)
-	if r.code != 0 || rep.DryRun || rep.Files != 3 || rep.Errors != 0 {
+	if r.code != 0 || rep.DryRun || rep.Files != 3 || rep.Errors != 0 || len(rep.Snapshots) != 2 {
 		t.Fatalf("prune --yes: exit %d, %+v", r.code, rep)
 	}
 	checkPruned(t, root)
@@ -265,7 +283,7 @@ func TestPruneFTP(t *testing.T) {
 		t.Fatalf("the dry run deleted files: %d left", n)
 	}
 	r, rep = pruneJSON(t, env, "--older-than", "30days", "--yes", loc)
-	if r.code != 0 || rep.Files != 3 || rep.Errors != 0 {
+	if r.code != 0 || rep.Files != 3 || rep.Errors != 0 || len(rep.Snapshots) != 2 {
 		t.Fatalf("prune --yes: exit %d, %+v", r.code, rep)
 	}
 	checkPruned(t, local)

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -68,4 +70,28 @@ func OpenTree(t testing.TB, loc string) tree.Source {
 	}
 	t.Cleanup(func() { src.Close() })
 	return src
+}
+
+// WriteSnapshot writes a metadata snapshot taken at ts by instance, holding
+// topics (of partitions partitions each), into root's metadata folder, and returns its
+// name.
+func WriteSnapshot(t testing.TB, root string, ts time.Time, instance string, partitions int32, topics ...string) string {
+	t.Helper()
+	s := &metadata.Snapshot{Format: metadata.Format, Time: ts, Reason: "interval", Instance: instance, Groups: []metadata.Group{}}
+	for _, n := range topics {
+		s.Topics = append(s.Topics, metadata.Topic{Name: n, Partitions: partitions, ReplicationFactor: 1})
+	}
+	data, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := metadata.Name(ts, instance)
+	dir := filepath.Join(root, metadata.DirName)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
