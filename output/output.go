@@ -26,6 +26,7 @@ type Output struct {
 	mu     sync.Mutex
 	// free keeps the partitions of finished batches for the next ones.
 	free sync.Pool
+	ret  *retention // nil without retention (retention.go)
 }
 
 // Destination is a rolling.Destination that may hold files back (an upload
@@ -70,6 +71,10 @@ func (o *Output) Connect(ctx context.Context) error {
 	}
 	o.writer = w
 	o.log.Infof("kafka_backup writing to %s as instance %s", o.cfg.Dir, o.cfg.Instance)
+	if o.ret != nil {
+		o.log.Infof("kafka_backup retention: %s", o.ret.cfg)
+		o.ret.start()
+	}
 	return nil
 }
 
@@ -148,6 +153,7 @@ func (o *Output) notReady(err error) error {
 }
 
 func (o *Output) write(ctx context.Context, w *rolling.Writer, p *partBatch) error {
+	o.ret.touch(p.topic, p.partition)
 	if err := w.Write(ctx, p.topic, p.partition, p.recs); err != nil {
 		if errors.Is(err, rolling.ErrClosed) {
 			return service.ErrNotConnected
@@ -233,6 +239,7 @@ func (o *Output) Close(ctx context.Context) error {
 	o.mu.Lock()
 	w := o.writer
 	o.mu.Unlock()
+	o.ret.close()
 	var err error
 	if w != nil {
 		err = w.Close(ctx)

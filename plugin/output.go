@@ -7,16 +7,20 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/kafka-backup/kafka-backup/destination/ftp"
 	"github.com/kafka-backup/kafka-backup/destination/local"
 	"github.com/kafka-backup/kafka-backup/output"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tree"
 	"github.com/kafka-backup/kafka-backup/units"
 )
 
@@ -33,6 +37,9 @@ const (
 	fieldNaming       = "naming"
 	fieldOffsetFrom   = "offset_from"
 	fieldMaxInFlight  = "max_in_flight"
+	fieldRetention    = "retention"
+	fieldRetCheck     = "retention_check"
+	fieldRetKeepFiles = "retention_keep_files"
 
 	schemaLocal = "local"
 	schemaFTP   = "ftp"
@@ -44,6 +51,7 @@ const (
 	defaultRollDuration = "1m"
 	defaultMaxAge       = "1h"
 	defaultMaxInFlight  = 16
+	defaultRetCheck     = "1h"
 
 	// minFileSize is the smallest size: one batch header and one record.
 	minFileSize = segment.HeaderSize + 8
@@ -129,6 +137,20 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 				Description("Batches written at once. Batches of different partitions are written in parallel; those of one partition one after another.").
 				Default(defaultMaxInFlight).
 				Advanced(),
+			service.NewStringField(fieldRetention).
+				Description("Prune the partitions this output writes: a final file whose newest record is older than this (`30days`, `720h`) is deleted, by the rules of `kafka-backup prune` (the oldest contiguous run of such files per partition, never a file between two kept ones, the newest `"+fieldRetKeepFiles+"` always kept, the partition's new start recorded in `.kafka-backup.pruned` first). Each instance prunes only the partitions it wrote records of since its previous check, and never touches in-progress or upload names. Empty (the default): off.").
+				Default("").
+				LintRule(`root = if this != "" { `+strings.TrimPrefix(units.DurationLintRule(fieldRetention), "root = ")+` }`).
+				Example("30days"),
+			service.NewStringField(fieldRetCheck).
+				Description("How often `retention` prunes, at most.").
+				Default(defaultRetCheck).
+				LintRule(units.DurationLintRule(fieldRetCheck)).
+				Advanced(),
+			service.NewIntField(fieldRetKeepFiles).
+				Description("With `retention`: the newest files of each partition that always stay, old or not, so a partition that went quiet keeps its latest data.").
+				Default(1).
+				Advanced(),
 			metadataSpec(), // plugin/metadata.go
 		)
 }
@@ -150,7 +172,12 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 		if err != nil {
 			return nil, none, 0, err
 		}
-		return withMetadata(output.New(cfg, local.New(cfg.Dir), mgr), snap), none, maxInFlight, nil
+		out := output.New(cfg, local.New(cfg.Dir), mgr)
+		dir := cfg.Dir
+		if err := setRetention(conf, mgr, out, func(ctx context.Context) (tree.Source, error) { return tree.Open(ctx, dir, tree.Options{}) }); err != nil {
+			return nil, none, 0, err
+		}
+		return withMetadata(out, snap), none, maxInFlight, nil
 	case schemaFTP:
 		obs := output.NewObserver(mgr)
 		cfg.Observer = obs
@@ -163,9 +190,53 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 			_ = dest.Close(context.Background())
 			return nil, none, 0, err
 		}
-		return withMetadata(output.New(cfg, dest, mgr), snap), none, maxInFlight, nil
+		out := output.New(cfg, dest, mgr)
+		if err := setRetention(conf, mgr, out, ftpTree(dest.Settings())); err != nil {
+			_ = dest.Close(context.Background())
+			return nil, none, 0, err
+		}
+		return withMetadata(out, snap), none, maxInFlight, nil
 	}
 	return nil, none, 0, fmt.Errorf("fs.schema: %q is not a destination: use %s or %s", schema, schemaLocal, schemaFTP)
+}
+
+// setRetention reads the retention fields and turns retention on when
+// retention is set; open opens the destination as a tree.
+func setRetention(conf *service.ParsedConfig, mgr *service.Resources, out *output.Output, open func(context.Context) (tree.Source, error)) error {
+	age, err := conf.FieldString(fieldRetention)
+	if err != nil || strings.TrimSpace(age) == "" {
+		return err
+	}
+	r := output.Retention{Open: open}
+	if r.Age, err = units.ParseDuration(age); err != nil {
+		return fmt.Errorf("%s: %w (e.g. 30days)", fieldRetention, err)
+	}
+	check, err := conf.FieldString(fieldRetCheck)
+	if err != nil {
+		return err
+	}
+	if r.Check, err = units.ParseDuration(check); err != nil {
+		return fmt.Errorf("%s: %w (e.g. 1h)", fieldRetCheck, err)
+	}
+	if r.KeepFiles, err = conf.FieldInt(fieldRetKeepFiles); err != nil {
+		return err
+	}
+	if r.KeepFiles < 0 {
+		return fmt.Errorf("%s: %d: must be 0 or more", fieldRetKeepFiles, r.KeepFiles)
+	}
+	out.SetRetention(r, mgr)
+	return nil
+}
+
+// ftpTree returns the opener of the FTP destination's server as a tree.
+func ftpTree(fc ftp.Config) func(context.Context) (tree.Source, error) {
+	u := url.URL{Scheme: "ftp", User: url.User(fc.User), Host: fc.Addr, Path: path.Join("/", fc.Root)}
+	if fc.TLS != nil {
+		u.Scheme = "ftps"
+	}
+	opts := tree.Options{Password: fc.Password, TLS: fc.TLS, ConnectTimeout: fc.ConnectTimeout, IOTimeout: fc.IOTimeout, MaxConnections: 1, DisableEPSV: fc.DisableEPSV}
+	loc := u.String()
+	return func(ctx context.Context) (tree.Source, error) { return tree.Open(ctx, loc, opts) }
 }
 
 // rollingConfig reads the settings every destination shares.

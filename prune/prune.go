@@ -210,6 +210,14 @@ func prunePartition(ctx context.Context, src tree.Source, p *Partition, opts Opt
 		return err
 	}
 	if newBelow > below {
+		// Another prune (an instance that owned the partition before a
+		// rebalance) may have raised the note since the listing: it is
+		// never lowered.
+		if note, ok, err := tree.ReadPruned(ctx, src, p.Topic, p.Partition); err == nil && ok {
+			below = max(below, note.Below)
+		}
+	}
+	if newBelow > below {
 		now := time.Now
 		if opts.Now != nil {
 			now = opts.Now

@@ -21,12 +21,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kafka-backup/kafka-backup/inspect"
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/prune"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/tests/ftpd"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -363,4 +366,148 @@ func TestPruneFTPKilled(t *testing.T) {
 	checkPruned(t, local)
 	checkVerifyPruned(t, env, loc)
 	checkRestorePruned(t, env, loc, all)
+}
+
+// produceOld produces per records of 200 bytes to each partition of topic,
+// with timestamps 60 days old, and counts them as produced.
+func produceOld(t testing.TB, b *broker, topic string, partitions int32, per int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	old := time.Now().Add(-60 * 24 * time.Hour)
+	for p := range partitions {
+		for i := 0; i < per; i += 10 {
+			var recs []*kgo.Record
+			for j := i; j < min(i+10, per); j++ {
+				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Timestamp: old.Add(time.Duration(j) * time.Millisecond),
+					Value: []byte(fmt.Sprintf("%-200s", fmt.Sprintf("p%d-%d", p, j)))})
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatalf("producing: %v", err)
+			}
+		}
+		if b.produced[topic] == nil {
+			b.produced[topic] = map[int32]int{}
+		}
+		b.produced[topic][p] += per
+	}
+}
+
+// prunedBy returns the partitions an instance's log says its retention
+// pruned.
+func prunedBy(logs string) map[string]bool {
+	out := map[string]bool{}
+	for _, line := range strings.Split(logs, "\n") {
+		if _, rest, ok := strings.Cut(line, "kafka_backup retention: pruned "); ok {
+			out[strings.TrimSuffix(strings.Fields(rest)[0], ":")] = true
+		}
+	}
+	return out
+}
+
+// TestPruneRetentionTwoInstances: two kafka-backup processes in one group
+// write a topic of old records to one tree, on local disk and on a real
+// FTP server (pure-ftpd), with retention: 30days. Each prunes, and only the
+// partitions it writes (none pruned by both); every partition ends with
+// its note and no file below it, the kept files hold every offset from the
+// note on, and verify is clean.
+func TestPruneRetentionTwoInstances(t *testing.T) {
+	t.Run("Local", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "backup")
+		retentionTwoInstances(t, dir, dir, func(string) string { return "" }, nil, nil)
+	})
+	t.Run("FTP", func(t *testing.T) {
+		srv := ftpd.StartPureFtpd(t, ftpd.Options{})
+		logServerOnFailure(t, srv)
+		spools := t.TempDir()
+		// pure-ftpd takes 8 logins: per instance one upload, the side
+		// connections and the retention's.
+		fs := func(instance string) string {
+			return ftpFS(srv, ftpOpts{spool: filepath.Join(spools, instance), extraFTP: "        max_connections: 1\n"})
+		}
+		loc := fmt.Sprintf("ftp://%s@%s:%d/ret", srv.User, srv.Host, srv.Port)
+		retentionTwoInstances(t, "/ret", srv.Path("ret"), fs, ftpEnv(srv), []string{"KAFKA_BACKUP_FTP_PASSWORD=" + srv.Password, "LOC=" + loc})
+	})
+}
+
+// retentionTwoInstances runs TestPruneRetentionTwoInstances with the
+// output's path at path (with the fs block fs returns for an instance, and
+// env), the tree readable at local, and verify given verifyEnv (with
+// LOC=location when not local).
+func retentionTwoInstances(t *testing.T, path, local string, fs func(instance string) string, env, verifyEnv []string) {
+	const topic, parts, per = "ret", 4, 120
+	b := startBroker(t, parts, topic)
+	cfg := func(instance string) string {
+		return backupConfig(redpandaInput(b, "ret-group", topic), path,
+			"    size: 4KiB\n    roll_duration: 300ms\n    retention: 30days\n    retention_check: 500ms\n"+fs(instance))
+	}
+	a := runBackupEnv(t, "a", cfg("a"), env)
+	waitMembers(t, b, "ret-group", true)
+	bb := runBackupEnv(t, "b", cfg("b"), env)
+	waitFor(t, "two members in ret-group", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := metaAdmin(t, b).DescribeGroups(ctx, "ret-group")
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(d["ret-group"].Members) == 2 && d["ret-group"].State == "Stable", d["ret-group"].State
+	}, a, bb)
+	// Two rounds: the second makes both instances write, and prune, again
+	// after the files of the first rolled.
+	produceOld(t, b, topic, parts, per)
+	waitCommitted(t, b, "ret-group", parts, []string{topic}, a, bb)
+	produceOld(t, b, topic, parts, per)
+	waitCommitted(t, b, "ret-group", parts, []string{topic}, a, bb)
+	src := backuptest.OpenTree(t, local)
+	waitFor(t, "every partition pruned", func() (bool, string) {
+		var notYet []string
+		for p := range int32(parts) {
+			note, ok, err := tree.ReadPruned(context.Background(), src, topic, p)
+			if err != nil || !ok || note.Below < per {
+				notYet = append(notYet, fmt.Sprintf("%d (%v %v)", p, note.Below, err))
+			}
+		}
+		return len(notYet) == 0, "not pruned past the first round: " + strings.Join(notYet, ", ")
+	}, a, bb)
+	a.stop()
+	bb.stop()
+
+	byA, byB := prunedBy(a.logs()), prunedBy(bb.logs())
+	t.Logf("pruned by a: %v, by b: %v", byA, byB)
+	if len(byA) == 0 || len(byB) == 0 {
+		t.Errorf("an instance pruned nothing: a %v, b %v", byA, byB)
+	}
+	for p := range byA {
+		if byB[p] {
+			t.Errorf("%s pruned by both instances", p)
+		}
+	}
+	for name, p := range map[string]*proc{"a": a, "b": bb} {
+		for _, line := range strings.Split(p.logs(), "\n") {
+			if strings.Contains(line, "level=error") {
+				t.Errorf("%s: %s", name, line)
+			}
+		}
+	}
+	loc := local
+	for _, e := range verifyEnv {
+		if v, ok := strings.CutPrefix(e, "LOC="); ok {
+			loc = v
+		}
+	}
+	r, rep := verifyJSON(t, verifyEnv, loc)
+	if r.code != 0 || !rep.OK || rep.Warnings != 0 {
+		t.Errorf("verify after retention: exit %d, %v", r.code, rep.Problems())
+	}
+	for _, p := range rep.Partitions {
+		if p.PrunedBelow == nil || len(p.Offsets) != 1 || p.Offsets[0].First != *p.PrunedBelow || p.Offsets[0].Last != 2*per-1 {
+			t.Errorf("%s/%d: pruned below %v, offsets %v; want the offsets from the note to %d, contiguous", p.Topic, p.Partition, p.PrunedBelow, p.Offsets, 2*per-1)
+		}
+	}
 }

@@ -151,6 +151,10 @@ func New(cfg Config) (*Destination, error) {
 	return d, nil
 }
 
+// Settings returns the destination's configuration (the password
+// included: never log it).
+func (d *Destination) Settings() Config { return d.cfg }
+
 // queueSpool queues every finished file in the spool: those a previous run
 // did not get to upload.
 func (d *Destination) queueSpool() error {
