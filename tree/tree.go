@@ -1,7 +1,8 @@
 // Package tree reads a kafka-backup tree, <root>/<topic>/<partition>/<file>
 // (docs/FORMAT.md), from a local folder or an FTP/FTPS server: it lists
 // topics, partitions and each partition's files, and opens a file for a
-// streaming read. It never writes.
+// streaming read. It never writes; LocalRoot, FTPRoot and WithFTPConn let
+// package prune, the only writer, reach the tree.
 //
 // A location is a local path (or a file:// URL) or a URL
 // ftp://user@host:21/path or ftps://user@host:21/path (explicit TLS: AUTH

@@ -165,8 +165,12 @@ one, lists a missing folder as an empty one. Nothing is changed.
 Each problem names the file, the byte where it is and the offset: for a torn
 or corrupt batch the base offset its header states, else the offset after the
 last good record. Errors: corrupt, torn, misnamed, empty, offset_order, size,
-read, marker, missing, no_partitions. Warnings: gap, overlap, interleaved,
-leftover, stray. A gap is a warning because compaction and transactions leave
+read, marker, missing, no_partitions, pruned (an unreadable prune note). Warnings:
+gap, overlap, interleaved, leftover, stray, pruned (a file below the point
+where kafka-backup prune cut the partition: an interrupted prune left it). A
+pruned partition starts at the offset its note .kafka-backup.pruned gives
+("pruned below offset N"); the offsets below it are not reported.
+A gap is a warning because compaction and transactions leave
 gaps too: on a topic that is neither, a gap is lost files. The base offset and
 length of a batch are outside its CRC (as in Kafka): damage there shows as a
 torn or corrupt batch, a misnamed file or broken offset order, or, in the last
