@@ -104,7 +104,8 @@ func (r *retention) close() {
 	<-r.done
 }
 
-// check prunes the partitions written since the last check.
+// check prunes the partitions written since the last check, and those
+// whose prune failed at the last check.
 func (r *retention) check(ctx context.Context) {
 	r.mu.Lock()
 	owned := make([]partKey, 0, len(r.touched))
@@ -116,20 +117,25 @@ func (r *retention) check(ctx context.Context) {
 	if len(owned) == 0 {
 		return
 	}
+	src, err := r.cfg.Open(ctx)
+	if err != nil {
+		r.errors.Incr(1)
+		r.log.Errorf("kafka_backup retention: opening the destination to prune: %v; nothing pruned, tried again in %s", err, r.cfg.Check)
+		for _, k := range owned {
+			r.touch(k.topic, k.partition)
+		}
+		return
+	}
+	defer src.Close()
 	sort.Slice(owned, func(i, j int) bool {
 		if owned[i].topic != owned[j].topic {
 			return owned[i].topic < owned[j].topic
 		}
 		return owned[i].partition < owned[j].partition
 	})
-	src, err := r.cfg.Open(ctx)
-	if err != nil {
-		r.errors.Incr(1)
-		r.log.Errorf("kafka_backup retention: opening the destination to prune: %v; nothing pruned, trying again in %s", err, r.cfg.Check)
-		return
-	}
-	defer src.Close()
-	opts := prune.Options{Cutoff: time.Now().Add(-r.cfg.Age), KeepFiles: r.cfg.KeepFiles, Apply: true, Instance: r.instance}
+	// Its own temporary names: the FTP destination of the same instance
+	// writes the marker under "<marker>.<instance>.tmp" meanwhile.
+	opts := prune.Options{Cutoff: time.Now().Add(-r.cfg.Age), KeepFiles: r.cfg.KeepFiles, Apply: true, Instance: r.instance + "-retention"}
 	for _, k := range owned {
 		p := prune.PrunePartition(ctx, src, k.topic, k.partition, opts)
 		if ctx.Err() != nil {
@@ -144,7 +150,8 @@ func (r *retention) check(ctx context.Context) {
 		}
 		if p.Error != "" {
 			r.errors.Incr(1)
-			r.log.Errorf("kafka_backup retention: pruning %s/%d: %s", k.topic, k.partition, p.Error)
+			r.log.Errorf("kafka_backup retention: pruning %s/%d: %s; tried again at the next check", k.topic, k.partition, p.Error)
+			r.touch(k.topic, k.partition)
 		}
 	}
 }

@@ -251,12 +251,18 @@ func pruneFTP(t testing.TB) (srv *ftptest.Server, loc string, env []string, loca
 	const remote = "/backups"
 	local = srv.LocalPath(remote)
 	all, markers := writePruneTree(t, local)
+	writeMarkers(t, local, markers)
+	return srv, fmt.Sprintf("ftp://%s@%s%s", srv.User, srv.Addr, remote), []string{"KAFKA_BACKUP_FTP_PASSWORD=" + srv.Password}, local, all
+}
+
+// writeMarkers writes each partition's marker below local.
+func writeMarkers(t testing.TB, local string, markers map[int32]string) {
+	t.Helper()
 	for p, m := range markers {
 		if err := os.WriteFile(filepath.Join(rolling.PartitionDir(local, "old", p), tree.MarkerName), []byte(m), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return srv, fmt.Sprintf("ftp://%s@%s%s", srv.User, srv.Addr, remote), []string{"KAFKA_BACKUP_FTP_PASSWORD=" + srv.Password}, local, all
 }
 
 // markerNames returns the names a local copy of a marker lists.
@@ -274,10 +280,42 @@ func markerNames(t testing.TB, dir string) []string {
 	return out
 }
 
-// TestPruneFTP: the same as TestPruneLocal on an FTP server; the markers
-// then list exactly the kept files.
+// TestPruneFTP: the same as TestPruneLocal on FTP servers (ftpserverlib
+// and vsftpd); the markers then list exactly the kept files.
 func TestPruneFTP(t *testing.T) {
-	_, loc, env, local, all := pruneFTP(t)
+	t.Run("ftpserverlib", func(t *testing.T) {
+		_, loc, env, local, all := pruneFTP(t)
+		pruneFTPServer(t, loc, env, local, all)
+	})
+	t.Run("vsftpd", func(t *testing.T) {
+		srv := ftpd.StartVsftpd(t, ftpd.Options{})
+		logServerOnFailure(t, srv)
+		// Written as the FTP user, who must be able to delete them.
+		tmp := t.TempDir()
+		all, markers := writePruneTree(t, tmp)
+		writeMarkers(t, tmp, markers)
+		err := filepath.WalkDir(tmp, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err == nil {
+				rel, _ := filepath.Rel(tmp, p)
+				srv.WriteFile(t, "/backups/"+filepath.ToSlash(rel), data)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := srv.Path("backups")
+		loc := fmt.Sprintf("ftp://%s@%s:%d/backups", srv.User, srv.Host, srv.Port)
+		pruneFTPServer(t, loc, []string{"KAFKA_BACKUP_FTP_PASSWORD=" + srv.Password}, local, all)
+	})
+}
+
+// pruneFTPServer runs TestPruneFTP on the tree at loc, held at local.
+func pruneFTPServer(t *testing.T, loc string, env []string, local string, all map[int32][]segment.Record) {
 	r, rep := pruneJSON(t, env, "--older-than", "30days", loc)
 	if r.code != 0 || !rep.DryRun || rep.Files != 3 {
 		t.Fatalf("dry run: exit %d, %+v", r.code, rep)
