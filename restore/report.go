@@ -38,6 +38,9 @@ func (s *Summary) Write(w io.Writer) {
 				plural(int64(p.Files), "file"), units.FormatBytes(p.ReadBytes))
 		}
 		var notes []string
+		if p.PrunedBelow > 0 {
+			notes = append(notes, fmt.Sprintf("pruned below offset %d: the older records were deleted from the backup on purpose (kafka-backup prune)", p.PrunedBelow))
+		}
 		if len(p.Gaps) > 0 {
 			notes = append(notes, fmt.Sprintf("gaps: %s (%s no file holds)", ranges(p.Gaps, 5), plural(p.GapOffsets(), "offset")))
 		}

@@ -184,6 +184,10 @@ type PartitionSummary struct {
 	Stopped string
 	// Leftovers are the hidden files of the folder, not restored.
 	Leftovers []tree.Leftover
+	// PrunedBelow is where the partition starts after a prune (its
+	// rolling.PrunedNote): the offsets below were deleted on purpose. 0
+	// when never pruned.
+	PrunedBelow int64
 	// Warnings are oddities that did not stop the partition.
 	Warnings []string
 	// Err stopped the partition: a torn or corrupt batch (naming the file
@@ -597,6 +601,15 @@ func (r *run) plan(ctx context.Context) ([]*topicPlan, error) {
 			}
 			if len(listing.Stray) > 0 {
 				ps.sum.Warnings = append(ps.sum.Warnings, "ignored, not backup files: "+strings.Join(listing.Stray, ", "))
+			}
+			if listing.Pruned {
+				note, ok, err := tree.ReadPruned(ctx, r.src, t, p)
+				switch {
+				case err != nil:
+					ps.sum.Warnings = append(ps.sum.Warnings, fmt.Sprintf("where a prune cut the partition is unknown: %v", err))
+				case ok:
+					ps.sum.PrunedBelow = note.Below
+				}
 			}
 			if len(listing.Files) > 0 {
 				tp.needed = max(tp.needed, p+1)

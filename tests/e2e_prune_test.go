@@ -175,6 +175,9 @@ func checkRestorePruned(t testing.TB, env []string, loc string, all map[int32][]
 	if r.err != nil {
 		t.Fatalf("restore of the pruned tree: %v", r.err)
 	}
+	if !strings.Contains(r.stdout+r.stderr, "pruned below offset 200") {
+		t.Errorf("restore does not say where old/0 starts (pruned below offset 200)")
+	}
 	want := map[int32][]segment.Record{}
 	for p, rs := range all {
 		want[p] = rs[pruneKept[p]:]
