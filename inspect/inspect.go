@@ -292,6 +292,9 @@ func FormatTime(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
+// Plural formats a count of things: "1 file", "2,000 files".
+func Plural(n int64, what string) string { return plural(n, what) }
+
 // plural formats a count of things: "1 file", "2,000 files".
 func plural(n int64, what string) string {
 	if n == 1 {

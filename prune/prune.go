@@ -174,7 +174,7 @@ func prunePartition(ctx context.Context, src tree.Source, p *Partition, opts Opt
 		run = append(run, fi)
 	}
 	if p.Stop == "" && len(candidates) < len(part.Files) {
-		p.Stop = fmt.Sprintf("the newest %d files always stay (keep files)", keep)
+		p.Stop = fmt.Sprintf("the newest %s always stay (--keep-files, retention_keep_files)", inspect.Plural(int64(keep), "file"))
 	}
 	// The run ends below the first kept file: a file of the run holding
 	// offsets at or above it (files that interleave) stays, with the files

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kafka-backup/kafka-backup/inspect"
 	"github.com/kafka-backup/kafka-backup/prune"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -143,14 +144,15 @@ func writePruneText(w io.Writer, rep *prune.Report) {
 	for _, p := range rep.Partitions {
 		switch {
 		case len(p.Files) > 0:
-			fmt.Fprintf(w, "  %s/%d: %d files, offsets %d-%d, %s %s; new first offset %d (%d files kept)\n", p.Topic, p.Partition,
-				len(p.Files), p.Files[0].FirstOffset, p.Files[len(p.Files)-1].LastOffset, units.FormatBytes(p.Bytes), verb, *p.NewFirstOffset, p.Kept)
+			fmt.Fprintf(w, "  %s/%d: %s, offsets %d-%d, %s %s; new first offset %d (%s kept)\n", p.Topic, p.Partition,
+				inspect.Plural(int64(len(p.Files)), "file"), p.Files[0].FirstOffset, p.Files[len(p.Files)-1].LastOffset, units.FormatBytes(p.Bytes), verb, *p.NewFirstOffset,
+				inspect.Plural(int64(p.Kept), "file"))
 			for _, f := range p.Files {
 				fmt.Fprintf(w, "      %s  offsets %d-%d  %s  newest record %s\n", f.Name, f.FirstOffset, f.LastOffset,
 					units.FormatBytes(f.Size), time.UnixMilli(f.MaxTimestamp).UTC().Format(time.RFC3339))
 			}
 		case p.Error == "":
-			fmt.Fprintf(w, "  %s/%d: nothing to prune (%d files kept)\n", p.Topic, p.Partition, p.Kept)
+			fmt.Fprintf(w, "  %s/%d: nothing to prune (%s kept)\n", p.Topic, p.Partition, inspect.Plural(int64(p.Kept), "file"))
 		}
 		if p.Stop != "" && len(p.Files) > 0 {
 			fmt.Fprintf(w, "      stops there: %s\n", p.Stop)
@@ -165,5 +167,6 @@ func writePruneText(w io.Writer, rep *prune.Report) {
 	if rep.SnapshotError != "" {
 		fmt.Fprintf(w, "  @metadata: ERROR: %s\n", rep.SnapshotError)
 	}
-	fmt.Fprintf(w, "Total: %d files, %s, %d snapshots %s; %d errors.\n", rep.Files, units.FormatBytes(rep.Bytes), len(rep.Snapshots), verb, rep.Errors)
+	fmt.Fprintf(w, "Total: %s, %s, %s %s; %s.\n", inspect.Plural(int64(rep.Files), "file"), units.FormatBytes(rep.Bytes),
+		inspect.Plural(int64(len(rep.Snapshots)), "snapshot"), verb, inspect.Plural(int64(rep.Errors), "error"))
 }
