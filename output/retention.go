@@ -27,6 +27,9 @@ type Retention struct {
 	// Open opens the destination as a tree.Source (a local folder, or the
 	// FTP server).
 	Open func(ctx context.Context) (tree.Source, error)
+	// LockMarker, with an FTP destination, holds its marker updates of a
+	// partition (prune.Options.LockMarker).
+	LockMarker func(topic string, partition int32) (unlock func())
 }
 
 // retention is the running pruner of an Output.
@@ -135,7 +138,8 @@ func (r *retention) check(ctx context.Context) {
 	})
 	// Its own temporary names: the FTP destination of the same instance
 	// writes the marker under "<marker>.<instance>.tmp" meanwhile.
-	opts := prune.Options{Cutoff: time.Now().Add(-r.cfg.Age), KeepFiles: r.cfg.KeepFiles, Apply: true, Instance: r.instance + "-retention"}
+	opts := prune.Options{Cutoff: time.Now().Add(-r.cfg.Age), KeepFiles: r.cfg.KeepFiles, Apply: true, Instance: r.instance + "-retention",
+		LockMarker: r.cfg.LockMarker}
 	for _, k := range owned {
 		p := prune.PrunePartition(ctx, src, k.topic, k.partition, opts)
 		if ctx.Err() != nil {

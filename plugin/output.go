@@ -174,7 +174,7 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 		}
 		out := output.New(cfg, local.New(cfg.Dir), mgr)
 		dir := cfg.Dir
-		if err := setRetention(conf, mgr, out, func(ctx context.Context) (tree.Source, error) { return tree.Open(ctx, dir, tree.Options{}) }); err != nil {
+		if err := setRetention(conf, mgr, out, func(ctx context.Context) (tree.Source, error) { return tree.Open(ctx, dir, tree.Options{}) }, nil); err != nil {
 			return nil, none, 0, err
 		}
 		return withMetadata(out, snap), none, maxInFlight, nil
@@ -191,7 +191,7 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 			return nil, none, 0, err
 		}
 		out := output.New(cfg, dest, mgr)
-		if err := setRetention(conf, mgr, out, ftpTree(dest.Settings())); err != nil {
+		if err := setRetention(conf, mgr, out, ftpTree(dest.Settings()), dest.LockMarker); err != nil {
 			_ = dest.Close(context.Background())
 			return nil, none, 0, err
 		}
@@ -201,13 +201,15 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 }
 
 // setRetention reads the retention fields and turns retention on when
-// retention is set; open opens the destination as a tree.
-func setRetention(conf *service.ParsedConfig, mgr *service.Resources, out *output.Output, open func(context.Context) (tree.Source, error)) error {
+// retention is set; open opens the destination as a tree, lock (FTP) holds
+// its marker updates of a partition.
+func setRetention(conf *service.ParsedConfig, mgr *service.Resources, out *output.Output, open func(context.Context) (tree.Source, error),
+	lock func(string, int32) func()) error {
 	age, err := conf.FieldString(fieldRetention)
 	if err != nil || strings.TrimSpace(age) == "" {
 		return err
 	}
-	r := output.Retention{Open: open}
+	r := output.Retention{Open: open, LockMarker: lock}
 	if r.Age, err = units.ParseDuration(age); err != nil {
 		return fmt.Errorf("%s: %w (e.g. 30days)", fieldRetention, err)
 	}

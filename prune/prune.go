@@ -48,6 +48,11 @@ type Options struct {
 	Instance string
 	// Now is the time written in the notes; time.Now when nil.
 	Now func() time.Time
+	// LockMarker, when set, is held while a partition's marker is
+	// rewritten and its files deleted (the output's retention passes its
+	// FTP destination's, so that its uploads do not rewrite the marker
+	// meanwhile).
+	LockMarker func(topic string, partition int32) (unlock func())
 }
 
 // File is a final file a prune deletes (or would).
@@ -230,6 +235,9 @@ func prunePartition(ctx context.Context, src tree.Source, p *Partition, opts Opt
 	names := make([]string, len(run))
 	for i, f := range run {
 		names[i] = f.Name
+	}
+	if opts.LockMarker != nil {
+		defer opts.LockMarker(p.Topic, p.Partition)()
 	}
 	if err := ed.dropFromMarker(ctx, p.Topic, p.Partition, names); err != nil {
 		return fmt.Errorf("removing the files from the FTP marker before deleting them: %w; nothing was deleted, prune again", err)

@@ -553,6 +553,16 @@ func (d *Destination) makeDirs(c *jftp.ServerConn, dir string) error {
 	return nil
 }
 
+// LockMarker holds the marker updates of this destination in a partition's
+// folder until the returned function is called: the output's retention
+// takes it while it rewrites the marker and deletes files, so that no update
+// of the same process crosses its own.
+func (d *Destination) LockMarker(topic string, partition int32) (unlock func()) {
+	m := d.markerLock(d.remoteDir(topic, partition))
+	m.Lock()
+	return m.Unlock
+}
+
 // markerLock serializes marker updates of one remote folder.
 func (d *Destination) markerLock(dir string) *sync.Mutex {
 	d.mu.Lock()
