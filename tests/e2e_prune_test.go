@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -439,14 +440,26 @@ func produceOld(t testing.TB, b *broker, topic string, partitions int32, per int
 	}
 }
 
+// prunedFiles returns, by partition, how many files an instance's log says
+// its retention pruned.
+func prunedFiles(logs string) map[string]int {
+	out := map[string]int{}
+	for _, line := range strings.Split(logs, "\n") {
+		if _, rest, ok := strings.Cut(line, "kafka_backup retention: pruned "); ok {
+			f := strings.Fields(rest)
+			n, _ := strconv.Atoi(f[1])
+			out[strings.TrimSuffix(f[0], ":")] += n
+		}
+	}
+	return out
+}
+
 // prunedBy returns the partitions an instance's log says its retention
 // pruned.
 func prunedBy(logs string) map[string]bool {
 	out := map[string]bool{}
-	for _, line := range strings.Split(logs, "\n") {
-		if _, rest, ok := strings.Cut(line, "kafka_backup retention: pruned "); ok {
-			out[strings.TrimSuffix(strings.Fields(rest)[0], ":")] = true
-		}
+	for p := range prunedFiles(logs) {
+		out[p] = true
 	}
 	return out
 }
@@ -483,9 +496,11 @@ func TestPruneRetentionTwoInstances(t *testing.T) {
 func retentionTwoInstances(t *testing.T, path, local string, fs func(instance string) string, env, verifyEnv []string) {
 	const topic, parts, per = "ret", 4, 120
 	b := startBroker(t, parts, topic)
+	ports := map[string]int{"a": freePort(t), "b": freePort(t)}
 	cfg := func(instance string) string {
-		return backupConfig(redpandaInput(b, "ret-group", topic), path,
+		c := backupConfig(redpandaInput(b, "ret-group", topic), path,
 			"    size: 4KiB\n    roll_duration: 300ms\n    retention: 30days\n    retention_check: 500ms\n"+fs(instance))
+		return strings.Replace(c, "http:\n  enabled: false\n", fmt.Sprintf("http:\n  enabled: true\n  address: 127.0.0.1:%d\n", ports[instance]), 1)
 	}
 	a := runBackupEnv(t, "a", cfg("a"), env)
 	waitMembers(t, b, "ret-group", true)
@@ -532,6 +547,29 @@ func retentionTwoInstances(t *testing.T, path, local string, fs func(instance st
 		}
 		if len(notPruned()) == 0 {
 			break
+		}
+	}
+	// The metric counts, per partition, the files each instance's log says
+	// it pruned.
+	for name, p := range map[string]*proc{"a": a, "b": bb} {
+		code, body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[name]))
+		if err != nil || code != 200 {
+			t.Fatalf("%s: GET /metrics: %d %v", name, code, err)
+		}
+		ps, err := parseProm(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logged := prunedFiles(p.logs())
+		got := map[string]int{}
+		for _, x := range scrape(ps).family("kafka_backup_retention_files_deleted") {
+			got[x.labels["topic"]+"/"+x.labels["partition"]] += int(x.value)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(logged) {
+			t.Errorf("%s: kafka_backup_retention_files_deleted %v, its log says %v", name, got, logged)
+		}
+		if e := scrape(ps).sum("kafka_backup_retention_errors", nil); e != 0 {
+			t.Errorf("%s: kafka_backup_retention_errors %v", name, e)
 		}
 	}
 	a.stop()
