@@ -752,6 +752,29 @@ func TestFailDeletes(t *testing.T) {
 	}
 }
 
+// TestStallDeletes: a stalled removal waits, with the file still there,
+// until ReleaseUploads, then fails with 550 without removing it.
+func TestStallDeletes(t *testing.T) {
+	t.Parallel()
+
+	srv, c := startLoggedIn(t)
+	stor(t, c, "f", []byte("x"))
+
+	srv.Inject(ftptest.Fault{StallDeletes: 1})
+	done := make(chan error, 1)
+	go func() { done <- c.Delete("f") }()
+	eventually(t, "the removal stalled", func() bool { return srv.Counts().Fired.StallDeletes == 1 })
+	select {
+	case err := <-done:
+		t.Fatalf("the stalled removal returned before ReleaseUploads: %v", err)
+	default:
+	}
+	wantLocal(t, srv, "f", []byte("x"))
+	srv.ReleaseUploads()
+	wantCode(t, <-done, 550)
+	wantLocal(t, srv, "f", []byte("x"))
+}
+
 func TestInjectReplacesPendingFaults(t *testing.T) {
 	t.Parallel()
 
