@@ -449,6 +449,13 @@ func (r *run) commitGroups(ctx context.Context, sum *Summary) error {
 	if len(r.meta.planned) == 0 {
 		return nil
 	}
+	var earlier offsetMaps // the --offsets-file's, of earlier restores
+	if r.cfg.OffsetsFile != "" {
+		var err error
+		if _, earlier, err = readOffsetMaps(r.cfg.OffsetsFile); err != nil {
+			return fmt.Errorf("--consumer-groups: reading the earlier restores' offsets in --offsets-file: %w; no group offset committed", err)
+		}
+	}
 	byGroup := map[string]kadm.Offsets{}
 	var order []string
 	var commits []GroupCommit
@@ -458,11 +465,30 @@ func (r *run) commitGroups(ctx context.Context, sum *Summary) error {
 			sum.Metadata.Notes = append(sum.Metadata.Notes, where+": not committed, the partition failed; restore it again as its error says, with --consumer-groups")
 			continue
 		}
+		var omap metadata.OffsetMap // this run's, after the earlier restores'
+		if earlier != nil {
+			for _, run := range earlier.get(p.tp.topic, p.tp.target, p.ps.sum.Partition).Runs() {
+				omap.AddRun(run[0], run[1], run[2])
+			}
+		}
 		p.ps.mu.Lock()
-		tgt, rule, ok := p.ps.omap.Translate(p.offset)
+		for _, run := range p.ps.omap.Runs() {
+			omap.AddRun(run[0], run[1], run[2])
+		}
 		p.ps.mu.Unlock()
+		tgt, rule, ok := omap.Translate(p.offset)
 		if !ok {
 			sum.Metadata.Notes = append(sum.Metadata.Notes, where+": not committed, no record of the partition was restored")
+			continue
+		}
+		if rule == metadata.RuleBelow && p.offset < p.ps.skipTo {
+			// The records from p.offset up to this run's first were left
+			// out (--from-offset, --since): an earlier run may have
+			// restored them, and the group would skip them.
+			sum.Metadata.Notes = append(sum.Metadata.Notes, fmt.Sprintf("%s: not committed: the backup's records from source offset %d to %d were left out by this run (--from-offset/--since), "+
+				"and committing its first restored record's offset would make the group skip them if an earlier run restored them; "+
+				"give every run of the restore the same --offsets-file and commit with kafka-backup restore-offsets, or reset the group by timestamp",
+				where, p.offset, p.ps.skipTo-1))
 			continue
 		}
 		gc := GroupCommit{Group: p.group, Topic: p.tp.topic, Target: p.tp.target, Partition: p.ps.sum.Partition,
