@@ -137,7 +137,8 @@ func (r *run) createPartitions(tp *topicPlan) int32 {
 }
 
 // createConfigs are the configs --create-topics gives a topic: the
-// snapshot's, then --topic-config over them.
+// snapshot's, then --topic-config over them; an empty --topic-config value
+// leaves the config out (the target's default: for one the target refuses).
 func (r *run) createConfigs(tp *topicPlan) map[string]string {
 	out := map[string]string{}
 	if st := r.snapTopic(tp); st != nil {
@@ -146,7 +147,11 @@ func (r *run) createConfigs(tp *topicPlan) map[string]string {
 		}
 	}
 	for k, v := range r.cfg.TopicConfigs {
-		out[k] = v
+		if v == "" {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
 	}
 	return out
 }

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/metadata"
@@ -19,9 +22,15 @@ import (
 // offset o in root's metadata folder.
 func writeSnapshot(t *testing.T, root, topic, group string, o int64) {
 	t.Helper()
-	s := &metadata.Snapshot{Format: metadata.Format, Time: time.Date(2024, 5, 1, 13, 0, 0, 0, time.UTC), Reason: "interval", Instance: "test",
-		Topics: []metadata.Topic{{Name: topic, Partitions: 1, ReplicationFactor: 1}},
-		Groups: []metadata.Group{{Name: group, Offsets: []metadata.Offset{{Topic: topic, Partition: 0, Offset: o}}}}}
+	storeSnapshot(t, root, &metadata.Snapshot{Topics: []metadata.Topic{{Name: topic, Partitions: 1, ReplicationFactor: 1}},
+		Groups: []metadata.Group{{Name: group, Offsets: []metadata.Offset{{Topic: topic, Partition: 0, Offset: o}}}}})
+}
+
+// storeSnapshot stores s, its time and instance set, in root's metadata
+// folder.
+func storeSnapshot(t *testing.T, root string, s *metadata.Snapshot) {
+	t.Helper()
+	s.Format, s.Time, s.Reason, s.Instance = metadata.Format, time.Date(2024, 5, 1, 13, 0, 0, 0, time.UTC), "interval", "test"
 	data, err := s.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -91,5 +100,69 @@ func TestGroupsResumedRestore(t *testing.T) {
 				t.Errorf("after the second run: committed %d, want 5 (records 5 to 9 of the first run are skipped otherwise)", got)
 			}
 		})
+	}
+}
+
+// TestCreateTopicsRefusedConfig: the target refuses a config of the
+// backup's snapshot (another vendor's or version's, e.g. Redpanda's
+// redpanda.* into Kafka). The error names the config and the fix, and
+// --topic-config KEY= leaves it to the target's default, the snapshot's
+// other configs kept.
+func TestCreateTopicsRefusedConfig(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	backuptest.WriteSegment(t, root, "orders", 0, name(0), recs(0, 9), 5, 0)
+	storeSnapshot(t, root, &metadata.Snapshot{Topics: []metadata.Topic{{Name: "orders", Partitions: 2, ReplicationFactor: 1, ConfigsRead: true,
+		Configs: map[string]string{"retention.ms": "3600000", "redpanda.remote.read": "true"}}}})
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	c.ControlKey(int16(kmsg.CreateTopics), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kr.(*kmsg.CreateTopicsRequest)
+		for _, rt := range req.Topics {
+			for _, rc := range rt.Configs {
+				if strings.HasPrefix(rc.Name, "redpanda.") {
+					resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+					st := kmsg.NewCreateTopicsResponseTopic()
+					st.Topic, st.ErrorCode, st.ErrorMessage = rt.Topic, kerr.InvalidConfig.Code, kmsg.StringPtr("Unknown topic config name: "+rc.Name)
+					resp.Topics = append(resp.Topics, st)
+					return resp, nil, true
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	brokers := c.ListenAddrs()
+	_, err = restore(t, root, brokers, Config{CreateTopics: true})
+	if err == nil || !strings.Contains(err.Error(), "--topic-config redpanda.remote.read=") {
+		t.Fatalf("error %v, want one naming the fix --topic-config redpanda.remote.read=", err)
+	}
+	if _, err := restore(t, root, brokers, Config{CreateTopics: true, TopicConfigs: map[string]string{"redpanda.remote.read": ""}}); err != nil {
+		t.Fatalf("with --topic-config redpanda.remote.read=: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(context.Background(), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On("orders", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]string{}
+	for _, cf := range rc.Configs {
+		if cf.Source == kmsg.ConfigSourceDynamicTopicConfig {
+			set[cf.Key] = cf.MaybeValue()
+		}
+	}
+	if len(set) != 1 || set["retention.ms"] != "3600000" {
+		t.Errorf("configs set on the created topic: %v, want retention.ms=3600000 only", set)
 	}
 }
