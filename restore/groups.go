@@ -78,7 +78,15 @@ func (r *run) loadMetadata(ctx context.Context, plan []*topicPlan, sum *Summary)
 	if !r.cfg.CreateTopics && len(r.cfg.ConsumerGroups) == 0 {
 		return nil
 	}
-	snaps, bad, err := tree.LoadSnapshots(ctx, r.src)
+	var at time.Time
+	if r.cfg.Until != nil {
+		at = *r.cfg.Until
+	}
+	topics := make([]string, 0, len(plan))
+	for _, tp := range plan {
+		topics = append(topics, tp.topic)
+	}
+	latest, bad, err := tree.LatestSnapshots(ctx, r.src, topics, at)
 	if err != nil {
 		return err
 	}
@@ -93,11 +101,7 @@ func (r *run) loadMetadata(ctx context.Context, plan []*topicPlan, sum *Summary)
 	}
 	var missing []string
 	for _, tp := range plan {
-		var at time.Time
-		if r.cfg.Until != nil {
-			at = *r.cfg.Until
-		}
-		s := metadata.Latest(snaps, tp.topic, at)
+		s := latest[tp.topic]
 		r.meta.snaps[tp.topic] = s
 		if s == nil {
 			missing = append(missing, tp.topic)

@@ -2,6 +2,8 @@ package restore
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
 	"github.com/kafka-backup/kafka-backup/metadata"
+	"github.com/kafka-backup/kafka-backup/tests/ftptest"
+	"github.com/kafka-backup/kafka-backup/tree"
 )
 
 // writeSnapshot stores a snapshot of topic (one partition) with group at
@@ -30,7 +34,10 @@ func writeSnapshot(t *testing.T, root, topic, group string, o int64) {
 // folder.
 func storeSnapshot(t *testing.T, root string, s *metadata.Snapshot) {
 	t.Helper()
-	s.Format, s.Time, s.Reason, s.Instance = metadata.Format, time.Date(2024, 5, 1, 13, 0, 0, 0, time.UTC), "interval", "test"
+	if s.Time.IsZero() {
+		s.Time = time.Date(2024, 5, 1, 13, 0, 0, 0, time.UTC)
+	}
+	s.Format, s.Reason, s.Instance = metadata.Format, "interval", "test"
 	data, err := s.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -164,5 +171,42 @@ func TestCreateTopicsRefusedConfig(t *testing.T) {
 	}
 	if len(set) != 1 || set["retention.ms"] != "3600000" {
 		t.Errorf("configs set on the created topic: %v, want retention.ms=3600000 only", set)
+	}
+}
+
+// TestSnapshotsReadNewestFirst: a backup taken for weeks holds a snapshot a
+// minute. restore --consumer-groups needs the latest of each topic (at or
+// before --until): it must not download every snapshot from the FTP
+// server first, which takes longer than the restore itself.
+func TestSnapshotsReadNewestFirst(t *testing.T) {
+	t.Parallel()
+	srv := ftptest.Start(t)
+	root := srv.LocalPath("/backups")
+	backuptest.WriteSegment(t, root, "orders", 0, name(0), recs(0, 19), 5, 0)
+	const n = 200
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	for i := range n {
+		storeSnapshot(t, root, &metadata.Snapshot{Time: at.Add(time.Duration(i) * time.Minute),
+			Topics: []metadata.Topic{{Name: "orders", Partitions: 1, ReplicationFactor: 1}},
+			Groups: []metadata.Group{{Name: "billing", Offsets: []metadata.Offset{{Topic: "orders", Partition: 0, Offset: int64(i % 20)}}}}})
+	}
+	ctx := context.Background()
+	src, err := tree.Open(ctx, fmt.Sprintf("ftp://%s@%s/backups", srv.User, srv.Addr), tree.Options{Password: srv.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	until := at.Add(150 * time.Minute) // the snapshot of i = 150: offset 10
+	before := srv.Counts().Downloads
+	sum, err := Run(ctx, Config{Source: src, DryRun: true, Until: &until, Log: io.Discard,
+		ConsumerGroups: []*regexp.Regexp{regexp.MustCompile("^(?:billing)$")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := sum.Metadata.Commits; len(c) != 1 || c[0].Source != 10 || c[0].TargetOffset != 10 {
+		t.Errorf("commits %+v, want billing at 10", c)
+	}
+	if got := srv.Counts().Downloads - before; got > 10 {
+		t.Errorf("%d files downloaded for a restore of one file: the snapshots are all read", got)
 	}
 }
