@@ -319,8 +319,12 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 	if errors.Is(err, errSpoolFileGone) {
 		// Retrying cannot bring it back; the job would hold its bytes in
 		// the spool's count, and readiness with them, forever.
-		d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
-			"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+		if j.meta {
+			d.obs.Warn(fmt.Errorf("metadata snapshot %s was removed from the spool before it reached the server: it is not in the backup (no record is lost; the snapshots taken after it are): %w", j.local, err))
+		} else {
+			d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
+				"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.active--
