@@ -490,14 +490,15 @@ func (r *run) commitGroups(ctx context.Context, sum *Summary) error {
 			sum.Metadata.Notes = append(sum.Metadata.Notes, where+": not committed, no record of the partition was restored")
 			continue
 		}
-		if rule == metadata.RuleBelow && p.offset < p.ps.skipTo {
+		if rule == metadata.RuleBelow && p.offset < p.ps.skipTo && tgt > 0 {
 			// The records from p.offset up to this run's first were left
-			// out (--from-offset, --since): an earlier run may have
-			// restored them, and the group would skip them.
+			// out (--from-offset, --since), and the target partition held
+			// records before: an earlier run may have restored them, and
+			// the group would skip them.
 			sum.Metadata.Notes = append(sum.Metadata.Notes, fmt.Sprintf("%s: not committed: the backup's records from source offset %d to %d were left out by this run (--from-offset/--since), "+
-				"and committing its first restored record's offset would make the group skip them if an earlier run restored them; "+
+				"and committing its first restored record's target offset %d would make the group skip them if an earlier run restored them before it; "+
 				"give every run of the restore the same --offsets-file and commit with kafka-backup restore-offsets, or reset the group by timestamp",
-				where, p.offset, p.ps.skipTo-1))
+				where, p.offset, p.ps.skipTo-1, tgt))
 			continue
 		}
 		gc := GroupCommit{Group: p.group, Topic: p.tp.topic, Target: p.tp.target, Partition: p.ps.sum.Partition,

@@ -110,6 +110,28 @@ func TestGroupsResumedRestore(t *testing.T) {
 	}
 }
 
+// TestGroupsFromOffsetIntoEmptyTopic: --from-offset above the group's
+// offset into an empty target partition: no earlier run restored anything
+// there, so the group gets the first restored record, as the rule below the
+// first says.
+func TestGroupsFromOffsetIntoEmptyTopic(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	backuptest.WriteSegment(t, root, "orders", 0, name(0), recs(0, 19), 5, 0)
+	writeSnapshot(t, root, "orders", "billing", 5)
+	brokers := cluster(t, 1, "orders")
+	sum, err := restore(t, root, brokers, Config{ConsumerGroups: []*regexp.Regexp{regexp.MustCompile("^(?:billing)$")}, FromOffset: i64(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := sum.Metadata.Commits; len(c) != 1 || c[0].TargetOffset != 0 || c[0].Rule != metadata.RuleBelow {
+		t.Errorf("commits %+v, want billing at 0 (below first)", c)
+	}
+	if got := committed(t, brokers, "billing", "orders"); got != 0 {
+		t.Errorf("committed %d, want 0", got)
+	}
+}
+
 // TestCreateTopicsRefusedConfig: the target refuses a config of the
 // backup's snapshot (another vendor's or version's, e.g. Redpanda's
 // redpanda.* into Kafka). The error names the config and the fix, and
