@@ -56,8 +56,42 @@ output:
 	}
 }
 
+// TestSmallBatchInputs: a redpanda input feeding kafka_backup with its
+// 32KB batches is warned about, naming the fix; set, or from kafka_franz,
+// or without kafka_backup, it is not.
+func TestSmallBatchInputs(t *testing.T) {
+	t.Setenv("KB_TEST_YIELD", "4MiB")
+	for _, c := range []struct {
+		name, conf string
+		want       []string // inputs warned about, in order
+	}{
+		{"plain redpanda", "input: {redpanda: {topics: [a]}}\noutput: {kafka_backup: {path: /b}}", []string{"input.redpanda "}},
+		{"the default written", "input: {redpanda: {max_yield_batch_bytes: 32KB}}\noutput: {kafka_backup: {path: /b}}", []string{"input.redpanda "}},
+		{"set", "input: {redpanda: {max_yield_batch_bytes: 4MiB}}\noutput: {kafka_backup: {path: /b}}", nil},
+		{"set from env", "input: {redpanda: {max_yield_batch_bytes: '${KB_TEST_YIELD}'}}\noutput: {kafka_backup: {path: /b}}", nil},
+		{"kafka_franz", "input: {kafka_franz: {topics: [a]}}\noutput: {kafka_backup: {path: /b}}", nil},
+		{"no kafka_backup", "input: {redpanda: {topics: [a]}}\noutput: {drop: {}}", nil},
+		{"nested", "input: {broker: {inputs: [{redpanda: {max_yield_batch_bytes: 1MiB}}, {redpanda: {}}]}}\noutput: {kafka_backup: {path: /b}}", []string{"input.broker.inputs[1].redpanda "}},
+	} {
+		var conf map[string]any
+		if err := yaml.Unmarshal([]byte(c.conf), &conf); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got := SmallBatchInputs(conf)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: warnings %q, want %d", c.name, got, len(c.want))
+			continue
+		}
+		for i, w := range got {
+			if !strings.HasPrefix(w, c.want[i]) || !strings.Contains(w, "set max_yield_batch_bytes: 4MiB") {
+				t.Errorf("%s: warning %q, want one about %s and the fix", c.name, w, c.want[i])
+			}
+		}
+	}
+}
+
 // TestConfigExamplesReadCommitted: every example config, Kubernetes ones
-// included, reads committed records only.
+// included, reads committed records only, in batches made for a backup.
 func TestConfigExamplesReadCommitted(t *testing.T) {
 	configs := benthosConfigs(t, "../config")
 	for _, f := range yamlFiles(t, "../config/kubernetes") {
@@ -81,7 +115,7 @@ func TestConfigExamplesReadCommitted(t *testing.T) {
 			continue
 		}
 		n++
-		for _, w := range UncommittedInputs(conf) {
+		for _, w := range append(UncommittedInputs(conf), SmallBatchInputs(conf)...) {
 			t.Errorf("%s: %s", path, w)
 		}
 	}

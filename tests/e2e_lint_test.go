@@ -38,6 +38,8 @@ func lintConfig(fields string) string {
     topics: ["test", "my.dotted.topic"]
     consumer_group: backup
     transaction_isolation_level: read_committed
+    max_yield_batch_bytes: 4MiB
+    partition_buffer_bytes: 2MiB
 output:
   kafka_backup:
     path: /backups
@@ -102,6 +104,26 @@ func TestLintGoodConfig(t *testing.T) {
 	}
 	if out, code := kb(t, "lint", path); code != 0 || strings.TrimSpace(out) != "" {
 		t.Errorf("lint: exit %d on a good config:\n%s\n%s", code, cfg, out)
+	}
+}
+
+// TestLintWarnsSmallBatches checks `kafka-backup lint` accepts a redpanda
+// input left at its 32KB batches but warns, naming the field and the fix.
+func TestLintWarnsSmallBatches(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "small.yaml")
+	cfg := strings.Replace(lintConfig(""), "    max_yield_batch_bytes: 4MiB\n", "", 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := kb(t, "lint", path)
+	if code != 0 {
+		t.Errorf("lint: exit %d on a config that is slow but valid:\n%s", code, out)
+	}
+	for _, w := range []string{"warning", "input.redpanda", "max_yield_batch_bytes: 4MiB"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("lint output does not mention %s:\n%s", w, out)
+		}
 	}
 }
 

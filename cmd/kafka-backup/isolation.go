@@ -36,10 +36,18 @@ func warnUncommittedAtStart(pConf *service.ParsedConfig) error {
 	}
 	_, res := lintPaths(os.Args[1:])
 	mergeResources(conf, res)
-	for _, w := range plugin.UncommittedInputs(conf) {
+	for _, w := range inputWarnings(conf) {
 		pConf.Resources().Logger().Warn(w)
 	}
 	return nil
+}
+
+// inputWarnings returns what lint and run say about the Kafka inputs
+// feeding kafka_backup in conf: records of aborted transactions read
+// (plugin.UncommittedInputs) and batches too small for a fast backup
+// (plugin.SmallBatchInputs).
+func inputWarnings(conf map[string]any) []string {
+	return append(plugin.UncommittedInputs(conf), plugin.SmallBatchInputs(conf)...)
 }
 
 // mergeResources appends to conf the input and output resources of the
@@ -87,7 +95,7 @@ func warnUncommittedOnLint(w io.Writer, args []string) {
 			continue // lint reports it
 		}
 		mergeResources(conf, res)
-		for _, msg := range plugin.UncommittedInputs(conf) {
+		for _, msg := range inputWarnings(conf) {
 			fmt.Fprintf(w, "%s: warning: %s\n", path, msg)
 		}
 	}
