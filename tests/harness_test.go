@@ -56,6 +56,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -540,9 +541,26 @@ func waitFor(t testing.TB, what string, cond func() (bool, string), procs ...*pr
 			}
 		}
 		if time.Now().After(deadline) {
+			dumpGoroutines(procs)
 			t.Fatalf("waiting for %s: not done after %v: %s", what, waitTimeout, state)
 		}
 		<-tick.C
+	}
+}
+
+// dumpGoroutines makes each process that still runs print its goroutines to
+// its log and exit (SIGQUIT), so that a stalled process's log shows where it
+// stalled.
+func dumpGoroutines(procs []*proc) {
+	for _, p := range procs {
+		if p.exited() {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
 	}
 }
 
@@ -569,6 +587,7 @@ func waitCommitted(t testing.TB, b *broker, group string, partitions int32, topi
 		t.Fatalf("kgo client: %v", err)
 	}
 	defer cl.Close()
+	start := time.Now()
 	waitFor(t, "commits of group "+group, func() (bool, string) {
 		var behind []string
 		for _, topic := range topics {
@@ -582,8 +601,43 @@ func waitCommitted(t testing.TB, b *broker, group string, partitions int32, topi
 				}
 			}
 		}
-		return len(behind) == 0, "behind: " + strings.Join(behind, ", ")
+		if len(behind) == 0 {
+			return true, ""
+		}
+		state := "behind: " + strings.Join(behind, ", ")
+		if time.Since(start) > waitTimeout/2 {
+			state += "; " + groupAssignment(cl, group) // why: nobody owns them, or their owner does not ack
+		}
+		return false, state
 	}, procs...)
+}
+
+// groupAssignment describes which member of group holds which partitions.
+func groupAssignment(cl *kgo.Client, group string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gs, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
+	if err != nil {
+		return "describing the group: " + err.Error()
+	}
+	g, ok := gs[group]
+	if !ok {
+		return "group not described"
+	}
+	if g.Err != nil {
+		return "describing the group: " + g.Err.Error()
+	}
+	var ms []string
+	for _, m := range g.Members {
+		var parts []string
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range a.Topics {
+				parts = append(parts, fmt.Sprintf("%s%v", t.Topic, t.Partitions))
+			}
+		}
+		ms = append(ms, fmt.Sprintf("%s %s", m.ClientHost+"/"+m.MemberID, strings.Join(parts, " ")))
+	}
+	return fmt.Sprintf("group %s %s, members: %s", g.State, g.Protocol, strings.Join(ms, "; "))
 }
 
 // ---------------------------------------------------------------------------
