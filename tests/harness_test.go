@@ -43,11 +43,13 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,8 +150,120 @@ func startBroker(t testing.TB, partitions int32, topics ...string) *broker {
 		return nil, nil, false
 	})
 	b := &broker{t: t, c: c, addr: c.ListenAddrs()[0], produced: map[string]map[int32]int{}}
+	b.expireSilentMembers()
 	t.Logf("kfake broker on %s, topics %v with %d partitions", b.addr, topics, partitions)
 	return b
+}
+
+// expireSilentMembers does what kfake misses and Kafka does: it removes a
+// group member silent for longer than its session timeout. kfake starts a
+// member's session timer only once its JoinGroup reply is sent; a process
+// killed while its group rebalances never gets that reply, so it stays in
+// the group, holding its partitions, forever, and the survivors never get
+// them (TestE2ECrashFTP: two of four partitions never read again after a
+// kill 163ms into a process's life). Every member's requests are watched;
+// once a second the members of a group past its joins that have sent
+// nothing for longer than their session timeout are made to leave (LeaveGroup by member
+// ID), which rebalances the group as Kafka's expiry would.
+func (b *broker) expireSilentMembers() {
+	var (
+		mu      sync.Mutex
+		seen    = map[string]time.Time{}     // member ID: its last request
+		session = map[string]time.Duration{} // member ID: its session timeout
+		groups  = map[string]bool{}
+	)
+	note := func(group, member string, timeout int32) {
+		if member == "" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		groups[group] = true
+		seen[member] = time.Now()
+		if timeout > 0 {
+			session[member] = time.Duration(timeout) * time.Millisecond
+		}
+	}
+	for _, key := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit} {
+		b.c.ControlKey(int16(key), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			switch r := kr.(type) {
+			case *kmsg.JoinGroupRequest:
+				note(r.Group, r.MemberID, r.SessionTimeoutMillis)
+			case *kmsg.SyncGroupRequest:
+				note(r.Group, r.MemberID, 0)
+			case *kmsg.HeartbeatRequest:
+				note(r.Group, r.MemberID, 0)
+			case *kmsg.OffsetCommitRequest:
+				note(r.Group, r.MemberID, 0)
+			}
+			return nil, nil, false
+		})
+	}
+	silent := func(members []kadm.DescribedGroupMember) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var ids []string
+		for _, m := range members {
+			last, ok := seen[m.MemberID]
+			timeout := session[m.MemberID]
+			if !ok || timeout == 0 {
+				continue // joined before the watch: not ours to judge
+			}
+			if time.Since(last) > timeout {
+				ids = append(ids, m.MemberID)
+			}
+		}
+		return ids
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			names := slices.Collect(maps.Keys(groups))
+			mu.Unlock()
+			if len(names) == 0 {
+				continue
+			}
+			described, err := adm.DescribeGroups(ctx, names...)
+			if err != nil {
+				continue
+			}
+			for _, g := range described {
+				if g.Err != nil || (g.State != "Stable" && g.State != "CompletingRebalance") {
+					continue // a joining member waits for its reply: Kafka waits too
+				}
+				for _, id := range silent(g.Members) {
+					req := kmsg.NewPtrLeaveGroupRequest()
+					req.Group = g.Group
+					m := kmsg.NewLeaveGroupRequestMember()
+					m.MemberID = id
+					req.Members = append(req.Members, m)
+					if _, err := req.RequestWith(ctx, cl); err == nil {
+						b.t.Logf("kfake: member %s of group %s silent for longer than its session timeout: made to leave, as Kafka would expire it", id, g.Group)
+					}
+				}
+			}
+		}
+	}()
 }
 
 // kcatRun is one `kcat -P` run: its lines become the records of one
