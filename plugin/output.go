@@ -43,7 +43,7 @@ const (
 	defaultSize         = "100MB"
 	defaultRollDuration = "1m"
 	defaultMaxAge       = "1h"
-	defaultMaxInFlight  = 16
+	defaultMaxInFlight  = 1024
 
 	// minFileSize is the smallest size: one batch header and one record.
 	minFileSize = segment.HeaderSize + 8
@@ -126,7 +126,7 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 }`).
 				Example(map[string]any{"test": 101, "test:0": 50}),
 			service.NewIntField(fieldMaxInFlight).
-				Description("Batches written at once. Batches of different partitions are written in parallel; those of one partition one after another.").
+				Description("Batches taken from the input at once. Each partition's records are written in offset order, those of concurrent batches together with one write and one fsync (group commit), those of different partitions in parallel. The `kafka_franz` input hands over each message as a batch of its own unless its `batching` is set: a high value lets a write take many of them; records wait for lower offsets still on their way at most 100ms. `1` writes each batch alone, in the order the input delivers them.").
 				Default(defaultMaxInFlight).
 				Advanced(),
 			metadataSpec(), // plugin/metadata.go
@@ -150,7 +150,7 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 		if err != nil {
 			return nil, none, 0, err
 		}
-		return withMetadata(output.New(cfg, local.New(cfg.Dir), mgr), snap), none, maxInFlight, nil
+		return withMetadata(output.New(cfg, local.New(cfg.Dir), mgr, maxInFlight), snap), none, maxInFlight, nil
 	case schemaFTP:
 		obs := output.NewObserver(mgr)
 		cfg.Observer = obs
@@ -163,7 +163,7 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 			_ = dest.Close(context.Background())
 			return nil, none, 0, err
 		}
-		return withMetadata(output.New(cfg, dest, mgr), snap), none, maxInFlight, nil
+		return withMetadata(output.New(cfg, dest, mgr, maxInFlight), snap), none, maxInFlight, nil
 	}
 	return nil, none, 0, fmt.Errorf("fs.schema: %q is not a destination: use %s or %s", schema, schemaLocal, schemaFTP)
 }
