@@ -89,38 +89,62 @@ type SpoolStore struct {
 	Dest  Uploader
 }
 
-// Put writes the snapshot into the spool and queues its upload.
+// MaxSpooled is how many snapshots may wait in the spool for upload: while
+// as many wait (the server refuses them, or is down), Put takes no more, so
+// that their retries never crowd out the uploads of records.
+const MaxSpooled = 10
+
+// Put writes the snapshot into the spool and queues its upload, unless
+// MaxSpooled snapshots wait there already.
 func (s SpoolStore) Put(_ context.Context, name string, data []byte) error {
 	dir := filepath.Join(s.Spool, DirName)
+	waiting, err := s.waiting()
+	if err != nil {
+		return err
+	}
+	if len(waiting) >= MaxSpooled {
+		return fmt.Errorf("%d snapshots wait in the spool %s for upload (%s the oldest): not taking more until the server takes them; see the FTP upload failures of %s",
+			len(waiting), dir, waiting[0], DirName)
+	}
 	if err := writeFile(dir, name, data); err != nil {
 		return err
 	}
 	return s.Dest.PublishMetadata(filepath.Join(dir, name), name)
 }
 
+// waiting lists the snapshots in the spool, not uploaded yet, sorted.
+func (s SpoolStore) waiting() ([]string, error) {
+	es, err := os.ReadDir(filepath.Join(s.Spool, DirName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the spool's snapshots: %w", err)
+	}
+	var names []string
+	for _, e := range es {
+		if _, ok := ParseName(e.Name()); ok && e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
 // Requeue queues the snapshots a previous run left in the spool, not
 // uploaded, and removes the in-progress files it left (never whole).
 func (s SpoolStore) Requeue() error {
 	dir := filepath.Join(s.Spool, DirName)
-	es, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	names, err := s.waiting()
 	if err != nil {
-		return fmt.Errorf("listing the spool's snapshots: %w", err)
+		return err
 	}
-	var names []string
+	es, _ := os.ReadDir(dir)
 	for _, e := range es {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		if _, ok := ParseName(e.Name()); ok {
-			names = append(names, e.Name())
-		} else if len(e.Name()) > 0 && e.Name()[0] == '.' {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
+		if n := e.Name(); e.Type().IsRegular() && len(n) > 0 && n[0] == '.' {
+			_ = os.Remove(filepath.Join(dir, n))
 		}
 	}
-	sort.Strings(names)
 	var errs []error
 	for _, n := range names {
 		errs = append(errs, s.Dest.PublishMetadata(filepath.Join(dir, n), n))

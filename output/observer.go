@@ -83,7 +83,7 @@ func (o *Observer) OutOfOrder(topic string, partition int32, offset, after int64
 	if !first {
 		return
 	}
-	o.log.Warnf("%s/%d: a batch starting at offset %d arrived after offset %d was written; nothing is lost, the records go to a new file. This happens with kafka_franz and max_in_flight > 1: use the redpanda input for ordered files (logged once per partition)", topic, partition, offset, after)
+	o.log.Warnf("%s/%d: a batch starting at offset %d arrived after offset %d was written; nothing is lost, the records go to a new file. With the kafka_franz input this happens when a batch failed and was delivered again, or reached the output more than 100ms after later ones: set the output's max_in_flight: 1 (slower), or use the redpanda input, for files always in offset order (logged once per partition)", topic, partition, offset, after)
 }
 
 // Refused implements the observer interfaces. It counts in

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -27,6 +28,20 @@ type Output struct {
 	// free keeps the partitions of finished batches for the next ones.
 	free sync.Pool
 	ret  *retention // nil without retention (retention.go)
+
+	// ctx is the context of the sequencers' writes, cancelled once Close
+	// has finished; closing is closed when Close begins.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closing chan struct{}
+
+	// The partitions' sequencers (sequence.go) and what they share.
+	maxInFlight int
+	seqMu       sync.Mutex
+	seqs        map[partKey]*sequencer
+	inside      int                     // WriteBatch calls in progress
+	fullGen     int64                   // times inside reached maxInFlight
+	waiting     map[*sequencer]struct{} // sequencers waiting for lower offsets
 }
 
 // Destination is a rolling.Destination that may hold files back (an upload
@@ -41,13 +56,22 @@ type Destination interface {
 }
 
 // New returns an Output that writes through a rolling.Writer made from cfg
-// when it connects, handing rolled files to dest.
-func New(cfg rolling.Config, dest Destination, mgr *service.Resources) *Output {
+// when it connects, handing rolled files to dest. maxInFlight is the
+// number of WriteBatch calls Benthos makes at once (the output's
+// max_in_flight).
+func New(cfg rolling.Config, dest Destination, mgr *service.Resources, maxInFlight int) *Output {
 	if cfg.Observer == nil {
 		cfg.Observer = NewObserver(mgr)
 	}
 	cfg.Destination = dest
-	o := &Output{cfg: cfg, dest: dest, log: mgr.Logger()}
+	o := &Output{
+		cfg: cfg, dest: dest, log: mgr.Logger(),
+		closing:     make(chan struct{}),
+		maxInFlight: max(maxInFlight, 1),
+		seqs:        map[partKey]*sequencer{},
+		waiting:     map[*sequencer]struct{}{},
+	}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
 	o.free.New = func() any { return &partitions{} }
 	return o
 }
@@ -109,10 +133,13 @@ type partBatch struct {
 	topic     string
 	partition int32
 	recs      []segment.Record
+	ordered   bool // the input delivers the partition in order (redpanda)
 }
 
 // WriteBatch writes every message of batch to its partition's file and
-// returns nil once all of them are there.
+// returns nil once all of them are there. Each partition's records are
+// queued to the partition's sequencer, which writes them in offset order
+// together with those of concurrent calls.
 func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	o.mu.Lock()
 	w := o.writer
@@ -121,24 +148,38 @@ func (o *Output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		return service.ErrNotConnected
 	}
 	ps := o.free.Get().(*partitions)
-	defer func() {
-		ps.reset()
-		o.free.Put(ps)
-	}()
 	parts, err := ps.split(batch)
 	if err != nil {
+		ps.reset()
+		o.free.Put(ps)
 		return err
 	}
-	if len(parts) == 1 {
-		return o.notReady(o.write(ctx, w, &parts[0]))
-	}
-	errs := make([]error, len(parts))
-	var wg sync.WaitGroup
+	now := time.Now()
+	ps.begin(len(parts))
 	for i := range parts {
-		wg.Go(func() { errs[i] = o.write(ctx, w, &parts[i]) })
+		p := &parts[i]
+		e := &ps.entries[i]
+		e.recs, e.first, e.last, e.ordered, e.call = p.recs, p.recs[0].Offset, p.recs[0].Offset, p.ordered, ps
+		e.arrived = now
+		e.gen.Store(math.MaxInt64) // until enter
+		for _, r := range p.recs {
+			e.first, e.last = min(e.first, r.Offset), max(e.last, r.Offset)
+		}
+		o.sequencer(p.topic, p.partition).add(e)
 	}
-	wg.Wait()
-	return o.notReady(errors.Join(errs...))
+	o.enter(ps.entries)
+	defer o.leave()
+	select {
+	case <-ps.done:
+	case <-ctx.Done():
+		// The entries may still be written (harmless: a replay skips what
+		// is in a file); their records stay theirs, so ps is not reused.
+		return ctx.Err()
+	}
+	err = ps.err
+	ps.reset()
+	o.free.Put(ps)
+	return o.notReady(err)
 }
 
 // notReady turns the failure of a write into service.ErrNotConnected when
@@ -152,17 +193,6 @@ func (o *Output) notReady(err error) error {
 	return err
 }
 
-func (o *Output) write(ctx context.Context, w *rolling.Writer, p *partBatch) error {
-	o.ret.touch(p.topic, p.partition)
-	if err := w.Write(ctx, p.topic, p.partition, p.recs); err != nil {
-		if errors.Is(err, rolling.ErrClosed) {
-			return service.ErrNotConnected
-		}
-		return fmt.Errorf("topic %s partition %d: %w", p.topic, p.partition, err)
-	}
-	return nil
-}
-
 // partitions groups the records of a message batch by partition. Its slices
 // are kept for the next batch (Output.free), so that splitting a batch
 // allocates nothing once they have grown.
@@ -170,6 +200,37 @@ type partitions struct {
 	parts []partBatch // parts[:n] hold the batch's partitions
 	n     int
 	index map[partKey]int // into parts, made once a batch has two partitions
+
+	// The call's sequencer entries, one a part, and their results.
+	entries []entry
+	mu      sync.Mutex
+	left    int   // entries not written yet
+	err     error // the errors of those written
+	done    chan struct{}
+}
+
+// begin makes n entries, waiting for their results.
+func (ps *partitions) begin(n int) {
+	if cap(ps.entries) < n {
+		ps.entries = make([]entry, n)
+	}
+	ps.entries = ps.entries[:n]
+	ps.left, ps.err = n, nil
+	if ps.done == nil {
+		ps.done = make(chan struct{}, 1)
+	}
+}
+
+// finish records the result of one entry; the last one ends the call.
+func (ps *partitions) finish(err error) {
+	ps.mu.Lock()
+	ps.err = errors.Join(ps.err, err)
+	ps.left--
+	last := ps.left == 0
+	ps.mu.Unlock()
+	if last {
+		ps.done <- struct{}{}
+	}
 }
 
 type partKey struct {
@@ -182,6 +243,7 @@ type partKey struct {
 func (ps *partitions) split(batch service.MessageBatch) ([]partBatch, error) {
 	for i, msg := range batch {
 		topic, partition, rec, err := recordOf(msg)
+		ordered := inOrder(msg)
 		if err != nil {
 			return nil, fmt.Errorf("message %d of the batch: %w; nothing of this batch was written", i, err)
 		}
@@ -190,8 +252,19 @@ func (ps *partitions) split(batch service.MessageBatch) ([]partBatch, error) {
 		}
 		pb := ps.group(topic, partition)
 		pb.recs = append(pb.recs, rec)
+		pb.ordered = pb.ordered || ordered
 	}
 	return ps.parts[:ps.n], nil
+}
+
+// inOrder reports whether msg comes from an input that delivers each
+// partition in offset order, one batch at a time until it is acknowledged:
+// the redpanda input, which sets kafka_key as bytes (kafka_franz sets a
+// string).
+func inOrder(msg *service.Message) bool {
+	k, _ := msg.MetaGetMut(metaKey)
+	_, ok := k.([]byte)
+	return ok
 }
 
 // group returns the group of a partition, adding it if it is new.
@@ -219,7 +292,7 @@ func (ps *partitions) group(topic string, partition int32) *partBatch {
 	}
 	pb := &ps.parts[ps.n]
 	ps.n++
-	pb.topic, pb.partition, pb.recs = topic, partition, pb.recs[:0]
+	pb.topic, pb.partition, pb.recs, pb.ordered = topic, partition, pb.recs[:0], false
 	return pb
 }
 
@@ -232,6 +305,9 @@ func (ps *partitions) reset() {
 	}
 	ps.n = 0
 	clear(ps.index)
+	clear(ps.entries)
+	ps.entries = ps.entries[:0]
+	ps.err = nil
 }
 
 // Close finalizes every open file, then closes the destination.
@@ -240,10 +316,16 @@ func (o *Output) Close(ctx context.Context) error {
 	w := o.writer
 	o.mu.Unlock()
 	o.ret.close()
+	select {
+	case <-o.closing:
+	default:
+		close(o.closing) // queued records need not wait for lower offsets
+	}
 	var err error
 	if w != nil {
 		err = w.Close(ctx)
 	}
+	o.cancel()
 	err = errors.Join(err, o.dest.Close(ctx))
 	if err != nil {
 		o.log.Warnf("closing kafka_backup: %v", err)

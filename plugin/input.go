@@ -49,7 +49,7 @@ func InputSpec() *service.ConfigSpec {
 		Description(`
 Reads the files the `+"`kafka_backup`"+` output wrote, `+"`<path>/<topic>/<partition>/<first offset>`"+`: topic by topic (sorted), partition by
 partition, each partition in offset order across its files whatever their layout (files that interleave, as a `+"`kafka_franz`"+`
-input with `+"`max_in_flight`"+` > 1 leaves them, are merged by offset), every batch's CRC checked. Each Kafka RecordBatch of a file
+input leaves them when a batch comes late, are merged by offset), every batch's CRC checked. Each Kafka RecordBatch of a file
 becomes one message batch, each record one message. Hidden in-progress and upload files are skipped (with a warning), and an
 offset held by two files is emitted once, from the file read first. When everything is read the input ends, and with it the
 pipeline.
@@ -84,7 +84,7 @@ it on unchanged (a processor that rewrites it as a string makes it empty); the o
 Each partition leaves the input in offset order. Benthos keeps that order to the output only when: the pipeline has no
 processors or `+"`pipeline.threads: 1`"+` (by default one thread per CPU processes batches side by side, and they overtake each
 other; `+"`input.processors`"+` run in order in the input); the output has `+"`max_in_flight: 1`"+` (more writes batches side by
-side; the `+"`kafka_backup`"+` output's default is 16, and it starts a new file for a batch below the open file's offsets: the copy
+side; the `+"`kafka_backup`"+` output's default is 1024, and it starts a new file for a batch below the open file's offsets: the copy
 then interleaves); and no batch is rejected by the output (a rejected batch is sent again after the ones read since).
 
 ### Damaged files

@@ -50,7 +50,7 @@ const (
 	defaultSize         = "100MB"
 	defaultRollDuration = "1m"
 	defaultMaxAge       = "1h"
-	defaultMaxInFlight  = 16
+	defaultMaxInFlight  = 1024
 	defaultRetCheck     = "1h"
 
 	// minFileSize is the smallest size: one batch header and one record.
@@ -134,7 +134,7 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
 }`).
 				Example(map[string]any{"test": 101, "test:0": 50}),
 			service.NewIntField(fieldMaxInFlight).
-				Description("Batches written at once. Batches of different partitions are written in parallel; those of one partition one after another.").
+				Description("Batches taken from the input at once. Each partition's records are written in offset order, those of concurrent batches together with one write and one fsync (group commit), those of different partitions in parallel. The `kafka_franz` input hands over each message as a batch of its own unless its `batching` is set: a high value lets a write take many of them; records wait for lower offsets still on their way at most 100ms. `1` writes each batch alone, in the order the input delivers them.").
 				Default(defaultMaxInFlight).
 				Advanced(),
 			service.NewStringField(fieldRetention).
@@ -172,7 +172,7 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 		if err != nil {
 			return nil, none, 0, err
 		}
-		out := output.New(cfg, local.New(cfg.Dir), mgr)
+		out := output.New(cfg, local.New(cfg.Dir), mgr, maxInFlight)
 		dir := cfg.Dir
 		if err := setRetention(conf, mgr, out, func(ctx context.Context) (tree.Source, error) { return tree.Open(ctx, dir, tree.Options{}) }, nil); err != nil {
 			return nil, none, 0, err
@@ -190,7 +190,7 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources) (service.Batc
 			_ = dest.Close(context.Background())
 			return nil, none, 0, err
 		}
-		out := output.New(cfg, dest, mgr)
+		out := output.New(cfg, dest, mgr, maxInFlight)
 		if err := setRetention(conf, mgr, out, ftpTree(dest.Settings()), dest.LockMarker); err != nil {
 			_ = dest.Close(context.Background())
 			return nil, none, 0, err

@@ -78,7 +78,15 @@ func (r *run) loadMetadata(ctx context.Context, plan []*topicPlan, sum *Summary)
 	if !r.cfg.CreateTopics && len(r.cfg.ConsumerGroups) == 0 {
 		return nil
 	}
-	snaps, bad, err := tree.LoadSnapshots(ctx, r.src)
+	var at time.Time
+	if r.cfg.Until != nil {
+		at = *r.cfg.Until
+	}
+	topics := make([]string, 0, len(plan))
+	for _, tp := range plan {
+		topics = append(topics, tp.topic)
+	}
+	latest, bad, err := tree.LatestSnapshots(ctx, r.src, topics, at)
 	if err != nil {
 		return err
 	}
@@ -93,11 +101,7 @@ func (r *run) loadMetadata(ctx context.Context, plan []*topicPlan, sum *Summary)
 	}
 	var missing []string
 	for _, tp := range plan {
-		var at time.Time
-		if r.cfg.Until != nil {
-			at = *r.cfg.Until
-		}
-		s := metadata.Latest(snaps, tp.topic, at)
+		s := latest[tp.topic]
 		r.meta.snaps[tp.topic] = s
 		if s == nil {
 			missing = append(missing, tp.topic)
@@ -137,7 +141,8 @@ func (r *run) createPartitions(tp *topicPlan) int32 {
 }
 
 // createConfigs are the configs --create-topics gives a topic: the
-// snapshot's, then --topic-config over them.
+// snapshot's, then --topic-config over them; an empty --topic-config value
+// leaves the config out (the target's default: for one the target refuses).
 func (r *run) createConfigs(tp *topicPlan) map[string]string {
 	out := map[string]string{}
 	if st := r.snapTopic(tp); st != nil {
@@ -146,7 +151,11 @@ func (r *run) createConfigs(tp *topicPlan) map[string]string {
 		}
 	}
 	for k, v := range r.cfg.TopicConfigs {
-		out[k] = v
+		if v == "" {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
 	}
 	return out
 }
@@ -449,6 +458,13 @@ func (r *run) commitGroups(ctx context.Context, sum *Summary) error {
 	if len(r.meta.planned) == 0 {
 		return nil
 	}
+	var earlier offsetMaps // the --offsets-file's, of earlier restores
+	if r.cfg.OffsetsFile != "" {
+		var err error
+		if _, earlier, err = readOffsetMaps(r.cfg.OffsetsFile); err != nil {
+			return fmt.Errorf("--consumer-groups: reading the earlier restores' offsets in --offsets-file: %w; no group offset committed", err)
+		}
+	}
 	byGroup := map[string]kadm.Offsets{}
 	var order []string
 	var commits []GroupCommit
@@ -458,11 +474,31 @@ func (r *run) commitGroups(ctx context.Context, sum *Summary) error {
 			sum.Metadata.Notes = append(sum.Metadata.Notes, where+": not committed, the partition failed; restore it again as its error says, with --consumer-groups")
 			continue
 		}
+		var omap metadata.OffsetMap // this run's, after the earlier restores'
+		if earlier != nil {
+			for _, run := range earlier.get(p.tp.topic, p.tp.target, p.ps.sum.Partition).Runs() {
+				omap.AddRun(run[0], run[1], run[2])
+			}
+		}
 		p.ps.mu.Lock()
-		tgt, rule, ok := p.ps.omap.Translate(p.offset)
+		for _, run := range p.ps.omap.Runs() {
+			omap.AddRun(run[0], run[1], run[2])
+		}
 		p.ps.mu.Unlock()
+		tgt, rule, ok := omap.Translate(p.offset)
 		if !ok {
 			sum.Metadata.Notes = append(sum.Metadata.Notes, where+": not committed, no record of the partition was restored")
+			continue
+		}
+		if rule == metadata.RuleBelow && p.offset < p.ps.skipTo && tgt > 0 {
+			// The records from p.offset up to this run's first were left
+			// out (--from-offset, --since), and the target partition held
+			// records before: an earlier run may have restored them, and
+			// the group would skip them.
+			sum.Metadata.Notes = append(sum.Metadata.Notes, fmt.Sprintf("%s: not committed: the backup's records from source offset %d to %d were left out by this run (--from-offset/--since), "+
+				"and committing its first restored record's target offset %d would make the group skip them if an earlier run restored them before it; "+
+				"give every run of the restore the same --offsets-file and commit with kafka-backup restore-offsets, or reset the group by timestamp",
+				where, p.offset, p.ps.skipTo-1, tgt))
 			continue
 		}
 		gc := GroupCommit{Group: p.group, Topic: p.tp.topic, Target: p.tp.target, Partition: p.ps.sum.Partition,

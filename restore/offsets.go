@@ -62,33 +62,50 @@ func ReadOffsetMap(path string) (*OffsetMapFile, error) {
 	return &f, nil
 }
 
-// saveOffsetMap adds the acknowledged offsets of the run's partitions to
-// the map at path (written to a temporary file and renamed).
-func (r *run) saveOffsetMap(path string, plan []*topicPlan) error {
+// offsetMaps are the offset maps of an offset map file, by backup topic and
+// target topic, then partition.
+type offsetMaps map[[2]string]map[int32]*metadata.OffsetMap
+
+// get returns the map of a partition, made empty when missing.
+func (ms offsetMaps) get(topic, target string, p int32) *metadata.OffsetMap {
+	k := [2]string{topic, target}
+	if ms[k] == nil {
+		ms[k] = map[int32]*metadata.OffsetMap{}
+	}
+	if ms[k][p] == nil {
+		ms[k][p] = &metadata.OffsetMap{}
+	}
+	return ms[k][p]
+}
+
+// readOffsetMaps reads the offset map file at path, an empty one when
+// there is none yet.
+func readOffsetMaps(path string) (*OffsetMapFile, offsetMaps, error) {
 	f, err := ReadOffsetMap(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		f, err = &OffsetMapFile{Format: OffsetMapFormat}, nil
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	maps := map[[2]string]map[int32]*metadata.OffsetMap{}
-	get := func(topic, target string, p int32) *metadata.OffsetMap {
-		k := [2]string{topic, target}
-		if maps[k] == nil {
-			maps[k] = map[int32]*metadata.OffsetMap{}
-		}
-		if maps[k][p] == nil {
-			maps[k][p] = &metadata.OffsetMap{}
-		}
-		return maps[k][p]
-	}
+	maps := offsetMaps{}
 	for _, mp := range f.Partitions {
-		m := get(mp.Topic, mp.Target, mp.Partition)
+		m := maps.get(mp.Topic, mp.Target, mp.Partition)
 		for _, run := range mp.Runs {
 			m.AddRun(run[0], run[1], run[2])
 		}
 	}
+	return f, maps, nil
+}
+
+// saveOffsetMap adds the acknowledged offsets of the run's partitions to
+// the map at path (written to a temporary file and renamed).
+func (r *run) saveOffsetMap(path string, plan []*topicPlan) error {
+	f, maps, err := readOffsetMaps(path)
+	if err != nil {
+		return err
+	}
+	get := maps.get
 	for _, tp := range plan {
 		for _, ps := range tp.parts {
 			ps.mu.Lock()

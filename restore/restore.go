@@ -499,6 +499,7 @@ type partState struct {
 	nextFile int64       // after a torn or corrupt batch: the first offset of the partition's next file, where to go on
 	hasNext  bool        // nextFile is set
 	base     int64       // dry run: the target offset the first restored record is predicted to get
+	skipTo   int64       // the records below this source offset were skipped (--from-offset, --since): restored by an earlier run, maybe
 
 	mu       sync.Mutex
 	prodErr  error // produce error of the lowest offset
@@ -757,11 +758,13 @@ func (r *run) read(ctx context.Context, ps *partState, rd *tree.PartitionReader)
 		switch {
 		case b.LastOffset < from:
 			ps.sum.Skipped += n
+			ps.skipTo = max(ps.skipTo, b.LastOffset+1)
 			continue
 		case b.BaseOffset > to:
 			return nil // offsets only grow in the reader's order
 		case !ps.started && b.MaxTimestamp < since:
 			ps.sum.Skipped += n
+			ps.skipTo = max(ps.skipTo, b.LastOffset+1)
 			continue
 		}
 		recs, err := b.Records()
@@ -773,6 +776,7 @@ func (r *run) read(ctx context.Context, ps *partState, rd *tree.PartitionReader)
 			switch {
 			case rec.Offset < from:
 				ps.sum.Skipped++
+				ps.skipTo = max(ps.skipTo, rec.Offset+1)
 				continue
 			case rec.Offset > to:
 				return nil
@@ -780,6 +784,7 @@ func (r *run) read(ctx context.Context, ps *partState, rd *tree.PartitionReader)
 			if !ps.started {
 				if rec.Timestamp < since {
 					ps.sum.Skipped++
+					ps.skipTo = max(ps.skipTo, rec.Offset+1)
 					continue
 				}
 				ps.started = true

@@ -131,11 +131,15 @@ func (r *run) create(ctx context.Context, tps []*topicPlan) ([]string, error) {
 	req.TimeoutMillis = 60_000
 	want := map[string]int32{}
 	confs := map[string]string{}
+	keys := map[string][]string{}
 	for _, tp := range tps {
 		rt := kmsg.NewCreateTopicsRequestTopic()
 		rt.Topic = tp.target
 		rt.NumPartitions = r.createPartitions(tp) // restore/groups.go
 		rt.Configs, confs[tp.target] = r.createRequestConfigs(tp)
+		for _, c := range rt.Configs {
+			keys[tp.target] = append(keys[tp.target], c.Name)
+		}
 		rt.ReplicationFactor = r.cfg.ReplicationFactor
 		req.Topics = append(req.Topics, rt)
 		want[tp.target] = rt.NumPartitions
@@ -152,7 +156,17 @@ func (r *run) create(ctx context.Context, tps []*topicPlan) ([]string, error) {
 			if t.ErrorMessage != nil {
 				msg = ": " + *t.ErrorMessage
 			}
-			errs = append(errs, fmt.Errorf("creating topic %s with %d partitions: %w%s", t.Topic, want[t.Topic], err, msg))
+			if ks := keys[t.Topic]; len(ks) > 0 {
+				example := ks[0]
+				for _, k := range ks {
+					if strings.Contains(msg, k) {
+						example = k
+						break
+					}
+				}
+				msg += fmt.Sprintf(" (the configs are the backup's snapshot's, with --topic-config: one the target refuses takes another value with --topic-config KEY=VALUE, or the target's default with --topic-config KEY=, e.g. --topic-config %s=)", example)
+			}
+			errs = append(errs, fmt.Errorf("creating topic %s with %d partitions and %s: %w%s", t.Topic, want[t.Topic], confs[t.Topic], err, msg))
 			continue
 		}
 		created = append(created, t.Topic)

@@ -66,8 +66,9 @@ func TestMeasureSettings(t *testing.T) {
 	cases := []struct{ name, extra string }{
 		{"max_in_flight 1", "    max_in_flight: 1\n"},
 		{"max_in_flight 4", "    max_in_flight: 4\n"},
-		{"max_in_flight 16 (default)", "    max_in_flight: 16\n"},
+		{"max_in_flight 16", "    max_in_flight: 16\n"},
 		{"max_in_flight 64", "    max_in_flight: 64\n"},
+		{"max_in_flight 1024 (default)", "    max_in_flight: 1024\n"},
 		{"fsync roll", "    fsync: roll\n"},
 		{"fsync never", "    fsync: never\n"},
 		{"compression lz4", "    compression: lz4\n"},

@@ -43,11 +43,13 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +58,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -147,8 +150,120 @@ func startBroker(t testing.TB, partitions int32, topics ...string) *broker {
 		return nil, nil, false
 	})
 	b := &broker{t: t, c: c, addr: c.ListenAddrs()[0], produced: map[string]map[int32]int{}}
+	b.expireSilentMembers()
 	t.Logf("kfake broker on %s, topics %v with %d partitions", b.addr, topics, partitions)
 	return b
+}
+
+// expireSilentMembers does what kfake misses and Kafka does: it removes a
+// group member silent for longer than its session timeout. kfake starts a
+// member's session timer only once its JoinGroup reply is sent; a process
+// killed while its group rebalances never gets that reply, so it stays in
+// the group, holding its partitions, forever, and the survivors never get
+// them (TestE2ECrashFTP: two of four partitions never read again after a
+// kill 163ms into a process's life). Every member's requests are watched;
+// once a second the members of a group past its joins that have sent
+// nothing for longer than their session timeout are made to leave (LeaveGroup by member
+// ID), which rebalances the group as Kafka's expiry would.
+func (b *broker) expireSilentMembers() {
+	var (
+		mu      sync.Mutex
+		seen    = map[string]time.Time{}     // member ID: its last request
+		session = map[string]time.Duration{} // member ID: its session timeout
+		groups  = map[string]bool{}
+	)
+	note := func(group, member string, timeout int32) {
+		if member == "" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		groups[group] = true
+		seen[member] = time.Now()
+		if timeout > 0 {
+			session[member] = time.Duration(timeout) * time.Millisecond
+		}
+	}
+	for _, key := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit} {
+		b.c.ControlKey(int16(key), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			switch r := kr.(type) {
+			case *kmsg.JoinGroupRequest:
+				note(r.Group, r.MemberID, r.SessionTimeoutMillis)
+			case *kmsg.SyncGroupRequest:
+				note(r.Group, r.MemberID, 0)
+			case *kmsg.HeartbeatRequest:
+				note(r.Group, r.MemberID, 0)
+			case *kmsg.OffsetCommitRequest:
+				note(r.Group, r.MemberID, 0)
+			}
+			return nil, nil, false
+		})
+	}
+	silent := func(members []kadm.DescribedGroupMember) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var ids []string
+		for _, m := range members {
+			last, ok := seen[m.MemberID]
+			timeout := session[m.MemberID]
+			if !ok || timeout == 0 {
+				continue // joined before the watch: not ours to judge
+			}
+			if time.Since(last) > timeout {
+				ids = append(ids, m.MemberID)
+			}
+		}
+		return ids
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			names := slices.Collect(maps.Keys(groups))
+			mu.Unlock()
+			if len(names) == 0 {
+				continue
+			}
+			described, err := adm.DescribeGroups(ctx, names...)
+			if err != nil {
+				continue
+			}
+			for _, g := range described {
+				if g.Err != nil || (g.State != "Stable" && g.State != "CompletingRebalance") {
+					continue // a joining member waits for its reply: Kafka waits too
+				}
+				for _, id := range silent(g.Members) {
+					req := kmsg.NewPtrLeaveGroupRequest()
+					req.Group = g.Group
+					m := kmsg.NewLeaveGroupRequestMember()
+					m.MemberID = id
+					req.Members = append(req.Members, m)
+					if _, err := req.RequestWith(ctx, cl); err == nil {
+						b.t.Logf("kfake: member %s of group %s silent for longer than its session timeout: made to leave, as Kafka would expire it", id, g.Group)
+					}
+				}
+			}
+		}
+	}()
 }
 
 // kcatRun is one `kcat -P` run: its lines become the records of one
@@ -540,9 +655,26 @@ func waitFor(t testing.TB, what string, cond func() (bool, string), procs ...*pr
 			}
 		}
 		if time.Now().After(deadline) {
+			dumpGoroutines(procs)
 			t.Fatalf("waiting for %s: not done after %v: %s", what, waitTimeout, state)
 		}
 		<-tick.C
+	}
+}
+
+// dumpGoroutines makes each process that still runs print its goroutines to
+// its log and exit (SIGQUIT), so that a stalled process's log shows where it
+// stalled.
+func dumpGoroutines(procs []*proc) {
+	for _, p := range procs {
+		if p.exited() {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
 	}
 }
 
@@ -569,6 +701,7 @@ func waitCommitted(t testing.TB, b *broker, group string, partitions int32, topi
 		t.Fatalf("kgo client: %v", err)
 	}
 	defer cl.Close()
+	start := time.Now()
 	waitFor(t, "commits of group "+group, func() (bool, string) {
 		var behind []string
 		for _, topic := range topics {
@@ -582,8 +715,43 @@ func waitCommitted(t testing.TB, b *broker, group string, partitions int32, topi
 				}
 			}
 		}
-		return len(behind) == 0, "behind: " + strings.Join(behind, ", ")
+		if len(behind) == 0 {
+			return true, ""
+		}
+		state := "behind: " + strings.Join(behind, ", ")
+		if time.Since(start) > waitTimeout/2 {
+			state += "; " + groupAssignment(cl, group) // why: nobody owns them, or their owner does not ack
+		}
+		return false, state
 	}, procs...)
+}
+
+// groupAssignment describes which member of group holds which partitions.
+func groupAssignment(cl *kgo.Client, group string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gs, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
+	if err != nil {
+		return "describing the group: " + err.Error()
+	}
+	g, ok := gs[group]
+	if !ok {
+		return "group not described"
+	}
+	if g.Err != nil {
+		return "describing the group: " + g.Err.Error()
+	}
+	var ms []string
+	for _, m := range g.Members {
+		var parts []string
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range a.Topics {
+				parts = append(parts, fmt.Sprintf("%s%v", t.Topic, t.Partitions))
+			}
+		}
+		ms = append(ms, fmt.Sprintf("%s %s", m.ClientHost+"/"+m.MemberID, strings.Join(parts, " ")))
+	}
+	return fmt.Sprintf("group %s %s, members: %s", g.State, g.Protocol, strings.Join(ms, "; "))
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"time"
 
 	jftp "github.com/jlaffaye/ftp"
 
@@ -110,8 +111,61 @@ type BadSnapshot struct {
 	Err  error
 }
 
+// LatestSnapshots returns, for each of topics, the latest snapshot of the
+// tree holding it taken at or before until (any time when until is zero),
+// as metadata.Latest picks among all, a topic without one left out; the
+// files that cannot be read or parsed are returned apart. It reads the
+// snapshots newest first, by the time in their names, and stops once every
+// topic has one: a long backup holds thousands, a restore needs a few.
+func LatestSnapshots(ctx context.Context, src Source, topics []string, until time.Time) (map[string]*metadata.Stored, []BadSnapshot, error) {
+	names, _, err := SnapshotNames(ctx, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string]*metadata.Stored{}
+	want := map[string]bool{}
+	for _, t := range topics {
+		want[t] = true
+	}
+	var bad []BadSnapshot
+	for i := len(names) - 1; i >= 0 && len(out) < len(want); i-- {
+		n := names[i]
+		if at, _ := metadata.ParseName(n); !until.IsZero() && at.After(until) {
+			continue
+		}
+		s, err := readSnapshot(ctx, src, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			bad = append(bad, BadSnapshot{n, err})
+			continue
+		}
+		if !until.IsZero() && s.Time.After(until) {
+			continue
+		}
+		for _, t := range topics {
+			if out[t] == nil && s.Topic(t) != nil {
+				out[t] = &metadata.Stored{Name: n, Snapshot: s}
+			}
+		}
+	}
+	return out, bad, nil
+}
+
+// readSnapshot reads and parses one snapshot file of the tree.
+func readSnapshot(ctx context.Context, src Source, name string) (*metadata.Snapshot, error) {
+	data, err := ReadSnapshot(ctx, src, name)
+	if err != nil {
+		return nil, err
+	}
+	return metadata.Decode(data)
+}
+
 // LoadSnapshots reads and parses every snapshot of the tree, sorted by
-// time; the files that cannot be read or parsed are returned apart.
+// time (prune weighs them all; restore reads the newest only,
+// LatestSnapshots);
+// the files that cannot be read or parsed are returned apart.
 func LoadSnapshots(ctx context.Context, src Source) ([]metadata.Stored, []BadSnapshot, error) {
 	names, _, err := SnapshotNames(ctx, src)
 	if err != nil {
@@ -138,4 +192,3 @@ func LoadSnapshots(ctx context.Context, src Source) ([]metadata.Stored, []BadSna
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, bad, nil
 }
-

@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/urfave/cli/v2"
 
 	// The stock components: pure processors, file and stdio I/O, and the Kafka
 	// inputs (redpanda, kafka_franz) and outputs. Never the enterprise ones.
@@ -36,18 +37,24 @@ var (
 )
 
 func main() {
-	env := service.NewEnvironment()
+	// The global environment: Benthos' own create command looks components
+	// up there only.
+	env := service.GlobalEnvironment()
 	if err := plugin.Register(env); err != nil {
 		fmt.Fprintln(os.Stderr, "kafka-backup:", err)
 		os.Exit(1)
 	}
 	warnUncommittedOnLint(os.Stderr, os.Args[1:])
 	v, d := buildVersion()
-	service.RunCLI(context.Background(),
-		service.CLIOptSetEnvironment(env),
+	cli.AppHelpTemplate = helpTemplate
+	stock := []service.CLIOptFunc{
 		service.CLIOptSetBinaryName("kafka-backup"),
 		service.CLIOptSetProductName("kafka-backup"),
 		service.CLIOptSetVersion(v, d),
+	}
+	service.RunCLI(context.Background(), append(stock,
+		service.CLIOptSetEnvironment(env),
+		service.CLIOptAddCommand(createCommand(env, stock...)),
 		service.CLIOptAddCommand(demoCommand(env)),
 		service.CLIOptAddCommand(restoreCommand()),
 		service.CLIOptAddCommand(restoreOffsetsCommand()),
@@ -57,7 +64,7 @@ func main() {
 		service.CLIOptAddCommand(pruneCommand()),
 		// Benthos keeps one such hook: onConfigParse runs all our checks.
 		service.CLIOptOnConfigParse(onConfigParse),
-	)
+	)...)
 }
 
 // buildVersion returns the version stamped at build time, or else the module

@@ -28,7 +28,7 @@ func (r *repeated) String() string { return strings.Join(r.values, " ") }
 // snapshots (docs/FORMAT.md, @metadata).
 func restoreMetadataFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.GenericFlag{Name: "topic-config", Value: &repeated{}, Usage: "with --create-topics: set this config of the created topics, as KEY=VALUE, over the backup's snapshot (repeatable; e.g. retention.ms=-1)"},
+		&cli.GenericFlag{Name: "topic-config", Value: &repeated{}, Usage: "with --create-topics: set this config of the created topics, as KEY=VALUE, over the backup's snapshot (repeatable; e.g. retention.ms=-1); KEY= leaves the snapshot's KEY to the target's default"},
 		&cli.GenericFlag{Name: "consumer-groups", Value: &repeated{}, Usage: "commit the offsets of the snapshot's consumer groups matching this regular expression (whole name; repeatable), translated to the restored records' offsets"},
 		&cli.StringFlag{Name: "offsets-file", Usage: "save the source→target offsets of the restored records in this JSON file (added to what it holds), for kafka-backup restore-offsets"},
 	}

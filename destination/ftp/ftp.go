@@ -201,9 +201,20 @@ func (d *Destination) enqueue(j *job) {
 	}
 	d.queued[j.local] = true
 	d.queue = append(d.queue, j)
-	d.spool += j.size
-	d.obs.SpoolBytes(d.spool)
+	d.count(j, j.size)
 	d.cond.Signal()
+}
+
+// count adds n bytes of j to the spool's count of bytes waiting for upload,
+// which Ready holds against the spool limit. Metadata snapshots hold no
+// record: they are not counted, so that snapshots the server refuses never
+// stop acknowledging records (d.mu held).
+func (d *Destination) count(j *job, n int64) {
+	if j.meta {
+		return
+	}
+	d.spool += n
+	d.obs.SpoolBytes(d.spool)
 }
 
 // Ready returns an error while the server refuses kafka-backup for good (a
@@ -312,14 +323,17 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 	if errors.Is(err, errSpoolFileGone) {
 		// Retrying cannot bring it back; the job would hold its bytes in
 		// the spool's count, and readiness with them, forever.
-		d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
-			"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+		if j.meta {
+			d.obs.Warn(fmt.Errorf("metadata snapshot %s was removed from the spool before it reached the server: it is not in the backup (no record is lost; the snapshots taken after it are): %w", j.local, err))
+		} else {
+			d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
+				"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.active--
 		delete(d.queued, j.local)
-		d.spool -= j.size
-		d.obs.SpoolBytes(d.spool)
+		d.count(j, -j.size)
 		d.cond.Broadcast()
 		return
 	}
@@ -344,11 +358,14 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 	d.active--
 	if err == nil {
 		delete(d.queued, j.local)
-		d.spool -= j.size
-		d.lastErr = nil
-		d.obs.SpoolBytes(d.spool)
+		d.count(j, -j.size)
+		if !j.meta {
+			d.lastErr = nil
+		}
 	} else {
-		d.lastErr, d.lastErrAt = err, time.Now()
+		if !j.meta {
+			d.lastErr, d.lastErrAt = err, time.Now()
+		}
 		backoff := min(time.Second<<min(j.attempt-1, 5), 30*time.Second)
 		j.notBefore = time.Now().Add(backoff)
 		d.queue = append(d.queue, j)

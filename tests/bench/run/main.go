@@ -15,6 +15,11 @@
 //     input → kafka_backup on local disk (the README's settings), input →
 //     kafka_backup to a real pure-ftpd on 127.0.0.1 (tests/ftpd; skipped,
 //     saying why, when it is not installed);
+//   - the same for the plain config of each input (inputs redpanda-plain
+//     and kafka_franz-plain): the input with only seed_brokers, topics,
+//     consumer_group (and start_offset: earliest for redpanda), the output
+//     with only its path (and the FTP server for the FTP row): what a user
+//     who tunes nothing gets; no stock file row;
 //   - the bare franz-go writer (tests/bench/barewriter).
 //
 // Each run gets a fresh consumer group and output folder, removed after.
@@ -97,7 +102,7 @@ type options struct {
 }
 
 var (
-	allInputs = []string{"redpanda", "kafka_franz"}
+	allInputs = []string{"redpanda-plain", "kafka_franz-plain", "redpanda", "kafka_franz"}
 	allRows   = []string{"drop", "file", "backup", "ftp", "bare"}
 	allScale  = []string{"partitions", "small", "large"}
 )
@@ -120,7 +125,7 @@ func parseFlags() (*options, error) {
 		size        = flag.String("size", "1GiB", "total record value bytes loaded into the broker (256MiB for a quick run)")
 		recSize     = flag.String("record-size", "1KiB", "value size of each record")
 		partitions  = flag.Int("partitions", 8, "partitions of the topic")
-		inputs      = flag.String("inputs", strings.Join(allInputs, ","), "inputs to measure: redpanda,kafka_franz")
+		inputs      = flag.String("inputs", strings.Join(allInputs, ","), "inputs to measure: redpanda-plain,kafka_franz-plain (the plain configs: nothing tuned),redpanda,kafka_franz (the README's tuned configs)")
 		rows        = flag.String("rows", strings.Join(allRows, ","), "rows: drop,file,backup,ftp,bare")
 		scale       = flag.String("scale", "", "scale cases to run as well: partitions (1,000 partitions), small (100-byte records), large (-large-size, 5GiB), or all")
 		scaleSize   = flag.String("scale-size", "", "size of the partitions and small cases (default: -size)")
@@ -471,7 +476,7 @@ func runCase(o *options, bins binaries, c benchCase, ftp *ftpServer) (*caseResul
 	var order []key
 	for _, in := range c.inputs {
 		for _, row := range c.rows {
-			if row != "bare" {
+			if row != "bare" && !(row == "file" && isPlain(in)) {
 				order = append(order, key{in, row})
 			}
 		}
@@ -544,6 +549,24 @@ func pipelineConfig(o *options, addr, input, row, group, dir string, ftp *ftpSer
 	}
 	b.WriteString("logger:\n  level: INFO\n  format: logfmt\nshutdown_timeout: 60s\ninput:\n")
 	switch input {
+	case "redpanda-plain":
+		// The plain config: what a user who tunes nothing writes. Only
+		// commit_period and fetch_max_wait (below) are added, for the
+		// measurement: they change when the end is seen, not the rate.
+		fmt.Fprintf(&b, `  redpanda:
+    seed_brokers: [%q]
+    topics: [%q]
+    consumer_group: %q
+    start_offset: earliest
+    commit_period: 200ms
+`, addr, topic, group)
+	case "kafka_franz-plain":
+		fmt.Fprintf(&b, `  kafka_franz:
+    seed_brokers: [%q]
+    topics: [%q]
+    consumer_group: %q
+    commit_period: 200ms
+`, addr, topic, group)
 	case "redpanda":
 		fmt.Fprintf(&b, `  redpanda:
     seed_brokers: [%q]
@@ -577,11 +600,14 @@ func pipelineConfig(o *options, addr, input, row, group, dir string, ftp *ftpSer
 		}
 	}
 	b.WriteString("output:\n")
-	// kafka_franz can deliver one partition's batches concurrently: the
-	// README has max_in_flight 1 for it.
+	// The output's max_in_flight is its default for every input: it puts
+	// kafka_franz's concurrent batches of a partition back in order.
 	inflight := ""
-	if input == "kafka_franz" && !strings.Contains(o.extraOutput, "max_in_flight") {
-		inflight = "    max_in_flight: 1\n"
+	// The plain config's output: path only (and the FTP server).
+	sizes := "    size: 100MB\n    roll_duration: 1m\n"
+	ftpSizes := "    size: 10MB\n    roll_duration: 3s\n"
+	if isPlain(input) {
+		sizes, ftpSizes = "", ""
 	}
 	for _, l := range strings.Split(o.extraOutput, ";") {
 		if l = strings.TrimSpace(l); l != "" {
@@ -594,7 +620,7 @@ func pipelineConfig(o *options, addr, input, row, group, dir string, ftp *ftpSer
 	case "file":
 		fmt.Fprintf(&b, "  file:\n    path: '%s/${! @kafka_topic }/${! @kafka_partition }'\n    codec: lines\n", dir)
 	case "backup":
-		fmt.Fprintf(&b, "  kafka_backup:\n    path: %q\n    size: 100MB\n    roll_duration: 1m\n%s", dir, inflight)
+		fmt.Fprintf(&b, "  kafka_backup:\n    path: %q\n%s%s", dir, sizes, inflight)
 	case "ftp":
 		fmt.Fprintf(&b, `  kafka_backup:
     path: /bench
@@ -606,12 +632,14 @@ func pipelineConfig(o *options, addr, input, row, group, dir string, ftp *ftpSer
         user: %q
         password: ${FTP_PASSWORD}
         spool: %q
-    size: 10MB
-    roll_duration: 3s
-%s`, ftp.Host, ftp.Port, ftp.User, filepath.Join(dir, "spool"), inflight)
+%s%s`, ftp.Host, ftp.Port, ftp.User, filepath.Join(dir, "spool"), ftpSizes, inflight)
 	}
 	return b.String()
 }
+
+// isPlain says whether input is the plain config of an input (nothing
+// tuned: see pipelineConfig).
+func isPlain(input string) bool { return strings.HasSuffix(input, "-plain") }
 
 // hooks let the profiler act during a row.
 type hooks struct {
