@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand"
 	"os"
 	"slices"
 	"strings"
@@ -303,55 +302,6 @@ func TestVerifyWarnings(t *testing.T) {
 	}
 	if p := rep.Partitions[1]; fmt.Sprint(p.Offsets) != "[{0 5}]" || len(p.Overlaps) != 0 {
 		t.Errorf("t/1: %+v", p)
-	}
-}
-
-func TestOffsetSet(t *testing.T) {
-	rng := rand.New(rand.NewSource(1))
-	for round := range 200 {
-		var s OffsetSet
-		in := map[int64]bool{}
-		for range rng.Intn(60) {
-			a := rng.Int63n(100)
-			b := a + rng.Int63n(5)
-			if rng.Intn(3) == 0 {
-				s.Add(a)
-				in[a] = true
-			} else {
-				s.AddRange(segment.Range{First: a, Last: b})
-				for o := a; o <= b; o++ {
-					in[o] = true
-				}
-			}
-		}
-		rs := s.Ranges()
-		for i := range rs {
-			if rs[i].First > rs[i].Last || i > 0 && rs[i].First <= rs[i-1].Last+1 {
-				t.Fatalf("round %d: ranges not sorted, disjoint and apart: %v", round, rs)
-			}
-		}
-		for o := int64(-1); o < 110; o++ {
-			if s.Contains(o) != in[o] {
-				t.Fatalf("round %d: Contains(%d) = %v; ranges %v", round, o, s.Contains(o), rs)
-			}
-		}
-		if s.Len() != int64(len(in)) {
-			t.Fatalf("round %d: Len %d, want %d", round, s.Len(), len(in))
-		}
-		r := segment.Range{First: rng.Int63n(110) - 5}
-		r.Last = r.First + rng.Int63n(30)
-		var out OffsetSet
-		for _, u := range s.Uncovered(r) {
-			if u.First > u.Last || u.First < r.First || u.Last > r.Last || out.Covers(u.First, u.Last) {
-				t.Fatalf("round %d: Uncovered(%v) = %v; ranges %v", round, r, s.Uncovered(r), rs)
-			}
-			out.AddRange(u)
-		}
-		for o := r.First; o <= r.Last; o++ {
-			if out.Contains(o) == in[o] {
-				t.Fatalf("round %d: Uncovered(%v) = %v, offset %d wrong; ranges %v", round, r, s.Uncovered(r), o, rs)
-			}
-		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -158,7 +159,7 @@ type VerifiedFile struct {
 	// OK is false when the file has a problem of severity error.
 	OK bool `json:"ok"`
 
-	offsets OffsetSet
+	offsets offsets.Set
 }
 
 // Overlap is offsets two files both hold.
@@ -421,7 +422,7 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 				"and its records are not in this backup (the consumer group has committed past them: a running backup does not write them again). "+
 				"Put the file back from a copy, or back these offsets up again from Kafka while its retention still holds them; "+
 				"if it was deleted on purpose (retention), delete its line from %s",
-				tree.MarkerName, FormatRanges(claimed, 5), tree.MarkerName)})
+				tree.MarkerName, offsets.Format(claimed, 5), tree.MarkerName)})
 	}
 	for i := range pr.Files {
 		f := &pr.Files[i]
@@ -439,7 +440,7 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 		pr.add(Problem{Severity: SeverityError, Kind: KindMarker, File: f.Name, Path: path, Offset: ptr(missing[0].First),
 			Message: fmt.Sprintf("the marker %s says %s holds offsets %s, but %s of them are not in it (%s): a kafka_backup run on this partition would skip them and never back them up. "+
 				"Delete %s from this folder: a run reads the offsets of the files a marker does not list from the files themselves",
-				tree.MarkerName, f.Name, FormatRanges(claimed, 5), plural(rangesLen(missing), "offset"), FormatRanges(missing, 5), tree.MarkerName)})
+				tree.MarkerName, f.Name, offsets.Format(claimed, 5), plural(offsets.Len(missing), "offset"), offsets.Format(missing, 5), tree.MarkerName)})
 	}
 }
 
@@ -640,7 +641,7 @@ func peekBaseOffset(ctx context.Context, src tree.Source, ref partitionRef, name
 // crossCheck computes the partition's offsets, gaps and overlaps from its
 // files, and reports overlaps and interleaved files.
 func crossCheck(src tree.Source, pr *PartitionReport) {
-	var all OffsetSet
+	var all offsets.Set
 	type span struct {
 		r    segment.Range
 		file int
@@ -655,7 +656,7 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 	pr.Offsets = jsonRanges(all.Ranges())
 	gaps := all.Holes()
 	pr.Gaps = jsonRanges(gaps)
-	pr.GapOffsets = rangesLen(gaps)
+	pr.GapOffsets = offsets.Len(gaps)
 	if len(gaps) > 0 {
 		damaged := ""
 		for _, f := range pr.Files {
@@ -668,13 +669,13 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 			Message: fmt.Sprintf("%s no file holds (%s): a compacted topic, transactions (a commit or abort marker takes an offset; aborted records are not read) "+
 				"and a backup started at offset_from leave such gaps, and so do lost files (deleted, or never written). "+
 				"If the topic is neither compacted nor transactional, look for the files that held them.%s",
-				plural(pr.GapOffsets, "offset"), FormatRanges(gaps, 5), damaged)})
+				plural(pr.GapOffsets, "offset"), offsets.Format(gaps, 5), damaged)})
 	}
 
 	// Overlaps: sweep the ranges by first offset, keeping those still open.
 	sort.SliceStable(spans, func(i, j int) bool { return spans[i].r.First < spans[j].r.First })
 	type pair struct{ a, b int }
-	shared := map[pair]*OffsetSet{}
+	shared := map[pair]*offsets.Set{}
 	var active []span
 	for _, s := range spans {
 		keep := active[:0]
@@ -690,7 +691,7 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 			}
 			k := pair{min(a.file, s.file), max(a.file, s.file)}
 			if shared[k] == nil {
-				shared[k] = &OffsetSet{}
+				shared[k] = &offsets.Set{}
 			}
 			shared[k].AddRange(segment.Range{First: s.r.First, Last: min(a.r.Last, s.r.Last)})
 		}
@@ -715,7 +716,7 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 		overlapping[k.b] = true
 		pr.add(Problem{Severity: SeverityWarning, Kind: KindOverlap, File: b, Path: location(src, pr.Topic, pr.Partition, b), Offset: ptr(set.Ranges()[0].First),
 			Message: fmt.Sprintf("%s also in %s (offsets %s): restore and the kafka_backup input use the file read first (after a rebalance a batch may be in two files)",
-				plural(ov.Count, "offset"), a, FormatRanges(set.Ranges(), 5))})
+				plural(ov.Count, "offset"), a, offsets.Format(set.Ranges(), 5))})
 	}
 	// Interleaved: a file starting at or below offsets of a file named
 	// before it, without sharing offsets with it.
@@ -782,5 +783,5 @@ func formatJSONRanges(rs []Range, max int) string {
 	for i, r := range rs {
 		sr[i] = segment.Range{First: r.First, Last: r.Last}
 	}
-	return FormatRanges(sr, max)
+	return offsets.Format(sr, max)
 }

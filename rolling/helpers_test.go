@@ -218,7 +218,7 @@ func makeRecords(first int64, n, maxValue int, seed uint64) []segment.Record {
 	return recs
 }
 
-func offsets(first, last int64) []int64 {
+func offsetList(first, last int64) []int64 {
 	var out []int64
 	for o := first; o <= last; o++ {
 		out = append(out, o)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -110,7 +111,7 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 	if err != nil {
 		return err
 	}
-	var persisted *rangeSet
+	var persisted *offsets.Set
 	var errs []error
 	for _, e := range entries {
 		if _, inst, ok := ParseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
@@ -121,11 +122,7 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 			if err != nil {
 				return fmt.Errorf("recovering in-progress files of %s/%d: %w", topic, id, err)
 			}
-			s := newRangeSet()
-			for _, r := range rs {
-				s.add(r)
-			}
-			persisted = &s
+			persisted = offsets.SetOf(rs)
 		}
 		if err := w.recoverFile(ctx, topic, id, filepath.Join(dir, e.Name()), persisted); err != nil {
 			errs = append(errs, err)
@@ -134,7 +131,7 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 	return errors.Join(errs...)
 }
 
-func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path string, persisted *rangeSet) error {
+func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path string, persisted *offsets.Set) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // its live writer (another instance) finalized it since the listing
@@ -178,7 +175,7 @@ func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path s
 	covered := true
 	for _, r := range span.Ranges {
 		for o := r.First; o <= r.Last && covered; o++ {
-			covered = persisted.contains(o)
+			covered = persisted.Contains(o)
 		}
 	}
 	if covered {
@@ -194,7 +191,7 @@ func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path s
 		return fmt.Errorf("finalizing recovered %s as %s: %w", path, file.Name, err)
 	}
 	for _, r := range span.Ranges {
-		persisted.add(r)
+		persisted.AddRange(r)
 	}
 	w.obs.Finalized(file)
 	return nil

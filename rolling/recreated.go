@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -218,7 +219,7 @@ func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (seg
 	return segment.Record{}, "", nil
 }
 
-func covers(rs []Range, off int64) bool {
+func covers(rs []offsets.Range, off int64) bool {
 	for _, r := range rs {
 		if r.First <= off && off <= r.Last {
 			return true

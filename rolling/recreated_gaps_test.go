@@ -11,6 +11,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -32,7 +33,7 @@ func (d *remoteDest) Publish(_ context.Context, f rolling.File) error {
 	return os.Rename(f.Path, filepath.Join(dir, f.Name))
 }
 
-func (d *remoteDest) Persisted(_ context.Context, topic string, partition int32) ([]rolling.Range, error) {
+func (d *remoteDest) Persisted(_ context.Context, topic string, partition int32) ([]offsets.Range, error) {
 	return local.FinalRanges(rolling.PartitionDir(d.root, topic, partition))
 }
 
@@ -159,8 +160,8 @@ func TestRecreatedTopicOverInterleavedBackup(t *testing.T) {
 // (a spool journal or a marker naming files the server no longer has).
 type claimingDest struct{ remoteDest }
 
-func (d *claimingDest) Persisted(context.Context, string, int32) ([]rolling.Range, error) {
-	return []rolling.Range{{First: 0, Last: 999}}, nil
+func (d *claimingDest) Persisted(context.Context, string, int32) ([]offsets.Range, error) {
+	return []offsets.Range{{First: 0, Last: 999}}, nil
 }
 
 // TestRedeliveryNotFoundIsBounded: records delivered again at offsets the

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -234,7 +235,7 @@ func decodeValidPrefix(data []byte) crashFile {
 			return f
 		}
 		for _, r := range recs {
-			f.ranges = segment.AppendRange(f.ranges, segment.Range{First: r.Offset, Last: r.Offset})
+			f.ranges = offsets.Append(f.ranges, segment.Range{First: r.Offset, Last: r.Offset})
 		}
 		f.lastBatchPos, f.lastBatchFirst = int64(pos), recs[0].Offset
 		f.records += len(recs)
@@ -262,7 +263,7 @@ func crashOffsets(offs []int64) string {
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 	var rs []segment.Range
 	for _, o := range offs {
-		rs = segment.AppendRange(rs, segment.Range{First: o, Last: o})
+		rs = offsets.Append(rs, segment.Range{First: o, Last: o})
 	}
 	more := ""
 	if len(rs) > 8 {
@@ -357,7 +358,7 @@ func (ds crashScan) String() string {
 		var rs []segment.Range
 		for _, f := range ps.finals {
 			for _, r := range f.ranges {
-				rs = segment.AppendRange(rs, r)
+				rs = offsets.Append(rs, r)
 			}
 		}
 		fmt.Fprintf(&b, "\n    p%d: %d final files %s", id, len(ps.finals), crashRanges(rs))

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 )
 
@@ -42,7 +43,7 @@ const MarkerName = ftp.MarkerName
 // ParseMarker parses a marker: the offset ranges the FTP destination
 // recorded for each final file, by file name. A kafka_backup run takes the
 // marker's word for the files it lists and skips those offsets.
-func ParseMarker(data []byte) map[string][]rolling.Range { return ftp.ParseRanges(data) }
+func ParseMarker(data []byte) map[string][]offsets.Range { return ftp.ParseRanges(data) }
 
 // Options configures Open. Only the FTP settings exist; a local tree needs
 // none.

@@ -24,6 +24,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	_ "github.com/redpanda-data/connect/v4/public/components/kafka"
+
 	// The Prometheus metrics exporter (/metrics), the default exporter.
 	_ "github.com/redpanda-data/connect/v4/public/components/prometheus"
 

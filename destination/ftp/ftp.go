@@ -34,6 +34,7 @@ import (
 	jftp "github.com/jlaffaye/ftp"
 
 	"github.com/kafka-backup/kafka-backup/internal/ftpconn"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -92,7 +93,7 @@ type Destination struct {
 	// recorded holds, by remote folder, the marker lines this instance
 	// wrote: every update of the folder's marker writes them all again,
 	// repairing those another instance's update replaced.
-	recorded map[string]map[string][]rolling.Range
+	recorded map[string]map[string][]offsets.Range
 	refused  *Refusal      // the server's permanent refusal, while it holds
 	side     chan struct{} // places of the connections besides the uploaders' (dialSide)
 
@@ -105,7 +106,7 @@ type job struct {
 	remote    string // remote partition folder
 	name      string // final name
 	size      int64
-	ranges    []rolling.Range
+	ranges    []offsets.Range
 	attempt   int
 	notBefore time.Time
 	meta      bool // a metadata snapshot (metadata.go), not a data file
@@ -130,7 +131,7 @@ func New(cfg Config) (*Destination, error) {
 		return nil, fmt.Errorf("creating spool folder %s: %w", cfg.Spool, err)
 	}
 	d := &Destination{cfg: cfg, obs: cfg.Observer, side: make(chan struct{}, sideConnections), queued: map[string]bool{}, markers: map[string]*sync.Mutex{},
-		recorded: map[string]map[string][]rolling.Range{}}
+		recorded: map[string]map[string][]offsets.Range{}}
 	if d.obs == nil {
 		d.obs = nopObserver{}
 	}
@@ -434,7 +435,7 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if err := c.Rename(tmp, final); err != nil {
 		return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, d.storeRefusal(err))
 	}
-	if err := d.recordRanges(c, j.remote, map[string][]rolling.Range{j.name: j.ranges}); err != nil {
+	if err := d.recordRanges(c, j.remote, map[string][]offsets.Range{j.name: j.ranges}); err != nil {
 		return err
 	}
 	if err := d.appendJournal(filepath.Dir(j.local), j); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -495,12 +496,13 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 // name of its first offset. done is true when nothing is left. With
 // records, a batch only partly held loses its held records
 // (rolling.TrimCoveredRecords).
-func (d *Destination) cut(j *job, held []rolling.Range, records bool) (done bool, err error) {
+func (d *Destination) cut(j *job, held []offsets.Range, records bool) (done bool, err error) {
+	hs := offsets.SetOf(held)
 	if _, err := os.Stat(j.local); errors.Is(err, fs.ErrNotExist) {
 		// Removed from the spool (its folder deleted): done if the
 		// server holds all of it, else lost.
 		for _, r := range j.ranges {
-			if !rolling.Covers(held, r) {
+			if !hs.Covers(r.First, r.Last) {
 				return false, fmt.Errorf("%w: %w", errSpoolFileGone, err)
 			}
 		}
@@ -512,7 +514,7 @@ func (d *Destination) cut(j *job, held []rolling.Range, records bool) (done bool
 	if records {
 		trim = rolling.TrimCoveredRecords
 	}
-	t, ok, err := trim(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+	t, ok, err := trim(f, func(r offsets.Range) bool { return hs.Covers(r.First, r.Last) },
 		func(name string) string { return filepath.Join(spoolDir, name) })
 	if err != nil {
 		return false, err
@@ -540,7 +542,7 @@ func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error)
 	if err != nil {
 		return false, err
 	}
-	if !rolling.Overlap(held, j.ranges) {
+	if !offsets.Overlap(held, j.ranges) {
 		return false, nil
 	}
 	if done, err = d.cut(j, held, false); err != nil {
@@ -590,14 +592,14 @@ const markerTries = 5
 // again; and Close checks them once more. A line lost all the same (updates
 // crossing at the same moment) loses no record: readers take the offsets of
 // files the marker does not list from the files themselves.
-func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[string][]rolling.Range) error {
+func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[string][]offsets.Range) error {
 	m := d.markerLock(remote)
 	m.Lock()
 	defer m.Unlock()
 	d.mu.Lock()
 	mine := d.recorded[remote]
 	if mine == nil {
-		mine = map[string][]rolling.Range{}
+		mine = map[string][]offsets.Range{}
 		d.recorded[remote] = mine
 	}
 	for n, rs := range files {
@@ -652,7 +654,7 @@ func (d *Destination) forgetLine(c *jftp.ServerConn, remote, name string) error 
 }
 
 // listsAll reports whether marker lists every file of files with its ranges.
-func listsAll(marker, files map[string][]rolling.Range) bool {
+func listsAll(marker, files map[string][]offsets.Range) bool {
 	for n, rs := range files {
 		if old, ok := marker[n]; !ok || rangeLine(n, old) != rangeLine(n, rs) {
 			return false
@@ -663,7 +665,7 @@ func listsAll(marker, files map[string][]rolling.Range) bool {
 
 // writeMarker stores a folder's marker: under a temporary name, renamed
 // over the old one.
-func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[string][]rolling.Range) error {
+func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[string][]offsets.Range) error {
 	names := make([]string, 0, len(ranges))
 	for n := range ranges {
 		names = append(names, n)
@@ -694,7 +696,7 @@ func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[
 }
 
 // rangeLine formats one marker or journal line.
-func rangeLine(name string, ranges []rolling.Range) string {
+func rangeLine(name string, ranges []offsets.Range) string {
 	var b strings.Builder
 	b.WriteString(name)
 	for i, r := range ranges {
@@ -710,7 +712,7 @@ func rangeLine(name string, ranges []rolling.Range) string {
 }
 
 // readMarker reads a folder's marker; a missing marker is empty.
-func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, error) {
+func readMarker(c *jftp.ServerConn, dir string) (map[string][]offsets.Range, error) {
 	r, err := c.Retr(path.Join(dir, MarkerName))
 	if err != nil {
 		if code := ftpconn.ReplyCode(err); code != 550 && code != 450 {
@@ -719,7 +721,7 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, err
 			// every file uploaded before.
 			return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
 		}
-		return map[string][]rolling.Range{}, nil // no marker yet
+		return map[string][]offsets.Range{}, nil // no marker yet
 	}
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if cerr := r.Close(); err == nil {
@@ -735,16 +737,16 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, err
 // offset ranges each file holds, by file name. Lines it cannot read, and
 // comment lines (starting with #), are skipped; a later line for a name
 // wins.
-func ParseRanges(data []byte) map[string][]rolling.Range {
-	out := map[string][]rolling.Range{}
+func ParseRanges(data []byte) map[string][]offsets.Range {
+	out := map[string][]offsets.Range{}
 	for _, line := range strings.Split(string(data), "\n") {
 		name, list, ok := strings.Cut(strings.TrimSpace(line), " ")
 		if !ok || strings.HasPrefix(name, "#") {
 			continue
 		}
-		var rs []rolling.Range
+		var rs []offsets.Range
 		for _, part := range strings.Split(list, ",") {
-			var r rolling.Range
+			var r offsets.Range
 			if n, _ := fmt.Sscanf(part, "%d-%d", &r.First, &r.Last); n != 2 || r.Last < r.First {
 				rs = nil
 				break
@@ -830,7 +832,7 @@ func (d *Destination) checkJournals() error {
 // files the journal says this spool uploaded whose offsets the server does
 // not hold are reported, and the journal is rewritten with the files the
 // server confirms.
-func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []rolling.Range) {
+func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []offsets.Range) {
 	p := filepath.Join(spoolDir, JournalName)
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -845,11 +847,12 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	hs := offsets.SetOf(held)
 	for _, n := range names {
 		rs := journal[n]
 		ok := true
 		for _, r := range rs {
-			ok = ok && rolling.Covers(held, r)
+			ok = ok && hs.Covers(r.First, r.Last)
 		}
 		if !ok {
 			gone = append(gone, strings.TrimSpace(rangeLine(n, rs)))
@@ -879,8 +882,8 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 // through the Observer and returns the spool's files only, so backups go on
 // into the spool while the server is down; records the server holds already
 // and that are delivered again are cut from their files before upload.
-func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
-	var out []rolling.Range
+func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]offsets.Range, error) {
+	var out []offsets.Range
 	spoolDir := rolling.PartitionDir(d.cfg.Spool, topic, partition)
 	entries, err := os.ReadDir(spoolDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -906,7 +909,7 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 	return append(out, remote...), nil
 }
 
-func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
+func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]offsets.Range, error) {
 	c, release, err := d.dialSide(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
@@ -921,7 +924,7 @@ func (d *Destination) remoteRanges(ctx context.Context, topic string, partition 
 // from its marker, except the file named except. The files the marker does
 // not list are downloaded when download is set, and returned in unlisted
 // too; else left out.
-func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, download bool) (held []rolling.Range, unlisted map[string][]rolling.Range, err error) {
+func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, download bool) (held []offsets.Range, unlisted map[string][]offsets.Range, err error) {
 	names, err := c.NameList(remote)
 	if err != nil {
 		if connBroken(err) {
@@ -954,7 +957,7 @@ func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, dow
 		}
 		held = append(held, rs...)
 		if unlisted == nil {
-			unlisted = map[string][]rolling.Range{}
+			unlisted = map[string][]offsets.Range{}
 		}
 		unlisted[n] = rs
 	}
@@ -963,14 +966,14 @@ func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, dow
 
 // remoteSpan downloads one remote file and returns the offsets its complete
 // batches cover.
-func remoteSpan(c *jftp.ServerConn, p string) ([]rolling.Range, error) {
+func remoteSpan(c *jftp.ServerConn, p string) ([]offsets.Range, error) {
 	resp, err := c.Retr(p)
 	if err != nil {
 		return nil, fmt.Errorf("downloading %s to read its offsets: %w", p, err)
 	}
 	defer resp.Close()
 	rd := segment.NewReader(resp)
-	var rs []rolling.Range
+	var rs []offsets.Range
 	for {
 		b, err := rd.Next()
 		if err != nil {
@@ -979,7 +982,7 @@ func remoteSpan(c *jftp.ServerConn, p string) ([]rolling.Range, error) {
 			}
 			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
-		rs = segment.AppendRange(rs, rolling.Range{First: b.BaseOffset, Last: b.LastOffset})
+		rs = offsets.Append(rs, offsets.Range{First: b.BaseOffset, Last: b.LastOffset})
 	}
 }
 

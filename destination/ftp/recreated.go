@@ -12,6 +12,7 @@ import (
 
 	jftp "github.com/jlaffaye/ftp"
 
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -57,7 +58,7 @@ func (d *Destination) StoredRecord(ctx context.Context, topic string, partition 
 		}
 		firsts[n] = first
 		if rs, ok := marker[n]; ok {
-			if rolling.Covers(rs, rolling.Range{First: off, Last: off}) {
+			if offsets.SetOf(rs).Contains(off) {
 				listed = append(listed, n)
 			}
 			continue

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -66,7 +67,7 @@ func readFile(t *testing.T, path string) []byte {
 	return b
 }
 
-func sorted(rs []rolling.Range) []rolling.Range {
+func sorted(rs []offsets.Range) []offsets.Range {
 	rs = slices.Clone(rs)
 	sort.Slice(rs, func(i, j int) bool { return rs[i].First < rs[j].First })
 	return rs
@@ -91,7 +92,7 @@ func TestPublishRenames(t *testing.T) {
 			t.Fatal("final file does not hold the in-progress file's bytes")
 		}
 		rs, err := d.Persisted(context.Background(), "t", 0)
-		if err != nil || !slices.Equal(rs, []rolling.Range{{First: 100, Last: 109}}) {
+		if err != nil || !slices.Equal(rs, []offsets.Range{{First: 100, Last: 109}}) {
 			t.Fatalf("Persisted = %v, %v", rs, err)
 		}
 	}
@@ -142,7 +143,7 @@ func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 		t.Fatal("the existing final file changed")
 	}
 	rs, err := local.FinalRanges(pdir)
-	if err != nil || !slices.Equal(sorted(rs), []rolling.Range{{First: 100, Last: 129}, {First: 130, Last: 150}}) {
+	if err != nil || !slices.Equal(sorted(rs), []offsets.Range{{First: 100, Last: 129}, {First: 130, Last: 150}}) {
 		t.Fatalf("final ranges %v, %v; want 100-150 once", rs, err)
 	}
 	if _, err := os.Stat(filepath.Join(pdir, "130")); err != nil {
@@ -172,7 +173,7 @@ func TestPublishCutsBatchesOthersHold(t *testing.T) {
 		t.Helper()
 		tmp := filepath.Join(pdir, rolling.InProgressName(name, "old-owner"))
 		writeFile(t, tmp, segmentBytes(t, span(first, last), batch))
-		f := rolling.File{Path: tmp, Name: name, FirstOffset: first, LastOffset: last, Ranges: []rolling.Range{{First: first, Last: last}}}
+		f := rolling.File{Path: tmp, Name: name, FirstOffset: first, LastOffset: last, Ranges: []offsets.Range{{First: first, Last: last}}}
 		if err := d.Publish(context.Background(), f); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +181,7 @@ func TestPublishCutsBatchesOthersHold(t *testing.T) {
 			t.Fatalf("in-progress file %s still there: %v", tmp, err)
 		}
 	}
-	held := func(name string) []rolling.Range {
+	held := func(name string) []offsets.Range {
 		t.Helper()
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, name), readFile(t, filepath.Join(pdir, name)))
@@ -193,18 +194,18 @@ func TestPublishCutsBatchesOthersHold(t *testing.T) {
 
 	writeFile(t, filepath.Join(pdir, "50"), segmentBytes(t, span(50, 69), 10)) // the new owner's
 	publish("30", 30, 54, 10)                                                  // 30-39, 40-49, 50-54: the last is held
-	if rs := held("30"); !slices.Equal(rs, []rolling.Range{{First: 30, Last: 49}}) {
+	if rs := held("30"); !slices.Equal(rs, []offsets.Range{{First: 30, Last: 49}}) {
 		t.Fatalf("30 holds %v, want 30-49: its last batch is in 50", rs)
 	}
 	publish("65", 65, 79, 5) // 65-69 held, 70-79 not
-	if rs := held("70"); !slices.Equal(rs, []rolling.Range{{First: 70, Last: 79}}) {
+	if rs := held("70"); !slices.Equal(rs, []offsets.Range{{First: 70, Last: 79}}) {
 		t.Fatalf("70 holds %v, want 70-79", rs)
 	}
 	if _, err := os.Lstat(filepath.Join(pdir, "65")); !os.IsNotExist(err) {
 		t.Fatalf("65 exists: %v", err)
 	}
 	publish("25", 25, 34, 10) // one batch, partly held by 30: kept whole
-	if rs := held("25"); !slices.Equal(rs, []rolling.Range{{First: 25, Last: 34}}) {
+	if rs := held("25"); !slices.Equal(rs, []offsets.Range{{First: 25, Last: 34}}) {
 		t.Fatalf("25 holds %v, want 25-34 whole", rs)
 	}
 	publish("40", 40, 49, 5) // all held: nothing to publish
@@ -288,7 +289,7 @@ func TestFinalRanges(t *testing.T) {
 	}
 	// Gaps between batches are not covered: offsets 31, 33 and 34 may
 	// still come.
-	want := []rolling.Range{{First: 0, Last: 9}, {First: 10, Last: 19}, {First: 20, Last: 29}, {First: 30, Last: 30}, {First: 32, Last: 32}, {First: 35, Last: 35}, {First: 60, Last: 64}}
+	want := []offsets.Range{{First: 0, Last: 9}, {First: 10, Last: 19}, {First: 20, Last: 29}, {First: 30, Last: 30}, {First: 32, Last: 32}, {First: 35, Last: 35}, {First: 60, Last: 64}}
 	if got = sorted(got); !slices.Equal(got, want) {
 		t.Fatalf("FinalRanges = %v, want %v", got, want)
 	}
