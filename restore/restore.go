@@ -1027,7 +1027,7 @@ func (ps *partState) finish(cfg *Config) {
 	}
 	acked := "nothing of this partition was acknowledged"
 	if len(ps.acked.Ranges()) > 0 {
-		acked = "acknowledged: offsets " + ranges(ps.acked.Ranges(), 5)
+		acked = "acknowledged: offsets " + offsets.Format(ps.acked.Ranges(), 5)
 	}
 	next := fmt.Sprintf("to go on, restore it again with --topic %s --partition %d", ps.sum.Topic, ps.sum.Partition)
 	switch {
