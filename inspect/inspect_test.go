@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -55,7 +55,7 @@ func varied(first int64, n int, ts int64) []segment.Record {
 	return out
 }
 
-func name(off int64) string { return rolling.NamePlain.FileName(off) }
+func name(off int64) string { return layout.NamePlain.FileName(off) }
 
 // batchStarts returns the byte position of every batch of data.
 func batchStarts(t testing.TB, data []byte) []int64 {
@@ -83,7 +83,7 @@ func cleanTree(t testing.TB) (string, map[string][]segment.Record) {
 	backuptest.WriteSegment(t, root, "a", 1, name(1000), a1, 100, segment.Snappy)
 	want["a/1"] = a1
 	b0 := varied(5, 1, 1_500_000_000_000)
-	backuptest.WriteSegment(t, root, "b", 0, rolling.NameKafka.FileName(5), b0, 1, segment.LZ4)
+	backuptest.WriteSegment(t, root, "b", 0, layout.NameKafka.FileName(5), b0, 1, segment.LZ4)
 	want["b/0"] = b0
 	return root, want
 }
@@ -315,7 +315,7 @@ func TestVerifyMarker(t *testing.T) {
 	loc := fmt.Sprintf("ftp://%s@%s/backups", srv.User, srv.Addr)
 	verify := func(marker string) *VerifyReport {
 		t.Helper()
-		backuptest.WriteFile(t, root, "t", 0, tree.MarkerName, []byte(marker))
+		backuptest.WriteFile(t, root, "t", 0, layout.MarkerName, []byte(marker))
 		src, err := tree.Open(context.Background(), loc, tree.Options{Password: srv.Password})
 		if err != nil {
 			t.Fatal(err)
@@ -340,10 +340,10 @@ func TestVerifyMarker(t *testing.T) {
 	}
 	rep = verify("40 40-79,90-120\n")
 	p := one(t, rep, KindMarker)
-	if rep.OK || p.Severity != SeverityError || p.File != "40" || *p.Offset != 100 || !strings.HasSuffix(p.Path, "/t/0/"+tree.MarkerName) {
+	if rep.OK || p.Severity != SeverityError || p.File != "40" || *p.Offset != 100 || !strings.HasSuffix(p.Path, "/t/0/"+layout.MarkerName) {
 		t.Fatalf("problem %+v", p)
 	}
-	for _, s := range []string{"21 offsets", "(100-120)", "would skip them", "Delete " + tree.MarkerName} {
+	for _, s := range []string{"21 offsets", "(100-120)", "would skip them", "Delete " + layout.MarkerName} {
 		if !strings.Contains(p.String(), s) {
 			t.Errorf("%q does not say %q", p.String(), s)
 		}

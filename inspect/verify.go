@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 	"github.com/kafka-backup/kafka-backup/units"
@@ -51,7 +51,7 @@ const (
 	KindMissing     = "missing"       // a file the FTP marker lists is not on the server
 	KindGap         = "gap"           // offsets inside a partition no file holds
 	KindNoData      = "no_partitions" // the location (or the selection) holds no partition folder
-	KindRecreated   = "recreated"     // the writer refused the partition: its topic was recreated (rolling.RecreatedNote)
+	KindRecreated   = "recreated"     // the writer refused the partition: its topic was recreated (layout.RecreatedNote)
 )
 
 // Problem is one finding of Verify.
@@ -125,20 +125,15 @@ type Leftover struct {
 	Size int64  `json:"size"`
 	// Kind is "inprogress" (a file being written, or left by a crashed
 	// writer), "upload" (an FTP upload in progress or abandoned),
-	// "recreated" (rolling.RecreatedNote: the writer refuses the partition)
+	// "recreated" (layout.RecreatedNote: the writer refuses the partition)
 	// or "other".
 	Kind string `json:"kind"`
 }
 
 func leftoverKind(name string) string {
-	if _, _, ok := rolling.ParseInProgressName(name); ok {
-		return "inprogress"
-	}
-	if strings.HasSuffix(name, ".upload") {
-		return "upload"
-	}
-	if name == rolling.RecreatedNote {
-		return "recreated"
+	switch k := layout.Classify(name); k {
+	case layout.KindInProgress, layout.KindUpload, layout.KindRecreated:
+		return string(k)
 	}
 	return "other"
 }
@@ -319,7 +314,7 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		return pr
 	}
 	for _, l := range part.Leftovers {
-		if l.Name == rolling.RecreatedNote {
+		if l.Name == layout.RecreatedNote {
 			checkRecreated(ctx, src, ref, pr)
 			continue
 		}
@@ -372,24 +367,24 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 // the new topic's records are not in this backup.
 func checkRecreated(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
 	note := "(unreadable)"
-	if rc, err := src.Open(ctx, ref.topic, ref.partition, rolling.RecreatedNote); err == nil {
+	if rc, err := src.Open(ctx, ref.topic, ref.partition, layout.RecreatedNote); err == nil {
 		data, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
 		rc.Close()
 		note = strings.Join(strings.Fields(string(data)), " ")
 	}
-	pr.add(Problem{Severity: SeverityError, Kind: KindRecreated, File: rolling.RecreatedNote, Path: location(src, ref.topic, ref.partition, rolling.RecreatedNote),
+	pr.add(Problem{Severity: SeverityError, Kind: KindRecreated, File: layout.RecreatedNote, Path: location(src, ref.topic, ref.partition, layout.RecreatedNote),
 		Message: fmt.Sprintf("the topic was deleted and recreated: kafka_backup refuses this partition and the new topic's records are not backed up. "+
 			"If this folder is the old topic's backup moved out of the backup location, delete this note. The note says: %s", note)})
 }
 
-// checkMarker compares the FTP destination's marker (tree.MarkerName), when
+// checkMarker compares the FTP destination's marker (layout.MarkerName), when
 // the folder has one, with what the files hold. A kafka_backup run on the
 // partition takes the marker's word for the files it lists and skips the
 // offsets it names, so offsets the marker claims and the file does not hold
 // would never be backed up.
 func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
-	path := location(src, ref.topic, ref.partition, tree.MarkerName)
-	rc, err := src.Open(ctx, ref.topic, ref.partition, tree.MarkerName)
+	path := location(src, ref.topic, ref.partition, layout.MarkerName)
+	rc, err := src.Open(ctx, ref.topic, ref.partition, layout.MarkerName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return // local backups, and FTP folders no upload has finished in
 	}
@@ -399,11 +394,11 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 		rc.Close()
 	}
 	if err != nil {
-		pr.add(Problem{Severity: SeverityError, Kind: KindRead, File: tree.MarkerName, Path: path,
+		pr.add(Problem{Severity: SeverityError, Kind: KindRead, File: layout.MarkerName, Path: path,
 			Message: fmt.Sprintf("cannot read the FTP destination's marker: %v", err)})
 		return
 	}
-	marker := tree.ParseMarker(data)
+	marker := layout.ParseRanges(data)
 	present := map[string]bool{}
 	for _, f := range pr.Files {
 		present[f.Name] = true
@@ -422,7 +417,7 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 				"and its records are not in this backup (the consumer group has committed past them: a running backup does not write them again). "+
 				"Put the file back from a copy, or back these offsets up again from Kafka while its retention still holds them; "+
 				"if it was deleted on purpose (retention), delete its line from %s",
-				tree.MarkerName, offsets.Format(claimed, 5), tree.MarkerName)})
+				layout.MarkerName, offsets.Format(claimed, 5), layout.MarkerName)})
 	}
 	for i := range pr.Files {
 		f := &pr.Files[i]
@@ -440,7 +435,7 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 		pr.add(Problem{Severity: SeverityError, Kind: KindMarker, File: f.Name, Path: path, Offset: ptr(missing[0].First),
 			Message: fmt.Sprintf("the marker %s says %s holds offsets %s, but %s of them are not in it (%s): a kafka_backup run on this partition would skip them and never back them up. "+
 				"Delete %s from this folder: a run reads the offsets of the files a marker does not list from the files themselves",
-				tree.MarkerName, f.Name, offsets.Format(claimed, 5), plural(offsets.Len(missing), "offset"), offsets.Format(missing, 5), tree.MarkerName)})
+				layout.MarkerName, f.Name, offsets.Format(claimed, 5), plural(offsets.Len(missing), "offset"), offsets.Format(missing, 5), layout.MarkerName)})
 	}
 }
 
@@ -530,7 +525,7 @@ func verifyFile(ctx context.Context, src tree.Source, ref partitionRef, f tree.F
 				vf.FirstOffset = ptr(r.Offset)
 				if r.Offset != f.FirstOffset {
 					problem(KindMisnamed, ptr(pos), ptr(r.Offset), "named for offset %d, but its first record has offset %d: a file's name must be its first offset (restore and the input read it anyway; rename it to %s)",
-						f.FirstOffset, r.Offset, rolling.NamePlain.FileName(r.Offset))
+						f.FirstOffset, r.Offset, layout.NamePlain.FileName(r.Offset))
 				}
 			}
 			vf.Records++

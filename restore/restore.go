@@ -31,9 +31,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/offsets"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -553,7 +553,7 @@ func (r *run) plan(ctx context.Context) ([]*topicPlan, error) {
 			}
 			return nil, fmt.Errorf("%w: --rename %s=%s: topic %s is %s", ErrRefused, from, to, from, why)
 		}
-		if err := rolling.ValidTopic(to); err != nil {
+		if err := layout.ValidTopic(to); err != nil {
 			return nil, fmt.Errorf("%w: --rename %s=%s: %v", ErrRefused, from, to, err)
 		}
 	}

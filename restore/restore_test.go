@@ -19,8 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -84,7 +84,7 @@ func varied(first int64, n int) []segment.Record {
 }
 
 // name is the plain final name of a file starting at off.
-func name(off int64) string { return rolling.NamePlain.FileName(off) }
+func name(off int64) string { return layout.NamePlain.FileName(off) }
 
 // cluster starts a one-broker kfake cluster with topics of n partitions.
 func cluster(t testing.TB, n int32, topics ...string) []string {
@@ -185,7 +185,7 @@ func TestRoundTrip(t *testing.T) {
 		want[p] = all
 	}
 	// A leftover and a marker are listed but not restored.
-	os.WriteFile(filepath.Join(rolling.PartitionDir(root, "orders", 0), ".400.h.inprogress"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(layout.PartitionDir(root, "orders", 0), ".400.h.inprogress"), []byte("x"), 0o644)
 	brokers := cluster(t, 3, "orders")
 	sum, err := restore(t, root, brokers, Config{})
 	if err != nil {
@@ -434,8 +434,8 @@ func TestPartitionCount(t *testing.T) {
 		backuptest.WriteSegment(t, root, "wide", p, name(0), recs(0, 2), 3, segment.None)
 	}
 	// Partition folders 4 and 5 exist but hold no final file.
-	os.MkdirAll(rolling.PartitionDir(root, "wide", 4), 0o755)
-	os.MkdirAll(rolling.PartitionDir(root, "wide", 5), 0o755)
+	os.MkdirAll(layout.PartitionDir(root, "wide", 4), 0o755)
+	os.MkdirAll(layout.PartitionDir(root, "wide", 5), 0o755)
 	brokers := cluster(t, 2, "wide")
 	_, err := restore(t, root, brokers, Config{})
 	if !errors.Is(err, ErrRefused) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -16,7 +17,7 @@ import (
 type renameDest struct{}
 
 func (renameDest) Publish(_ context.Context, f File) error {
-	return os.Rename(f.Path, f.Path[:len(f.Path)-len(InProgressSuffix)]+".done")
+	return os.Rename(f.Path, f.Path[:len(f.Path)-len(layout.InProgressSuffix)]+".done")
 }
 func (renameDest) Persisted(context.Context, string, int32) ([]offsets.Range, error) { return nil, nil }
 

@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -49,25 +49,6 @@ func pathID(path string) (fileID, error) {
 	return fileID{uint64(st.Dev), uint64(st.Ino)}, nil
 }
 
-// ParseInProgressName splits ".<final>.<instance>.inprogress".
-func ParseInProgressName(name string) (final, instance string, ok bool) {
-	if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, InProgressSuffix) {
-		return "", "", false
-	}
-	rest := strings.TrimSuffix(name[1:], InProgressSuffix)
-	// The final name is digits, or 20 digits and ".log"; the instance has no
-	// dots.
-	i := strings.LastIndexByte(rest, '.')
-	if i < 0 {
-		return "", "", false
-	}
-	final, instance = rest[:i], rest[i+1:]
-	if _, ok := ParseFileName(final); !ok || instance == "" {
-		return "", "", false
-	}
-	return final, instance, true
-}
-
 // recoverAll finalizes the in-progress files below Dir that no live writer
 // holds: what a crashed writer left. Each is cut back to its last complete
 // batch (a torn tail was never acknowledged) and handed to the destination
@@ -84,7 +65,7 @@ func (w *Writer) recoverAll(ctx context.Context) error {
 	}
 	var errs []error
 	for _, t := range topics {
-		if !t.IsDir() || ValidTopic(t.Name()) != nil {
+		if !t.IsDir() || layout.ValidTopic(t.Name()) != nil {
 			continue
 		}
 		parts, err := os.ReadDir(filepath.Join(w.cfg.Dir, t.Name()))
@@ -106,7 +87,7 @@ func (w *Writer) recoverAll(ctx context.Context) error {
 }
 
 func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) error {
-	dir := PartitionDir(w.cfg.Dir, topic, id)
+	dir := layout.PartitionDir(w.cfg.Dir, topic, id)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
@@ -114,7 +95,7 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 	var persisted *offsets.Set
 	var errs []error
 	for _, e := range entries {
-		if _, inst, ok := ParseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
+		if _, inst, ok := layout.ParseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
 			continue
 		}
 		if persisted == nil {

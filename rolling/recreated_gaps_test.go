@@ -11,6 +11,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -26,7 +27,7 @@ type remoteDest struct {
 }
 
 func (d *remoteDest) Publish(_ context.Context, f rolling.File) error {
-	dir := rolling.PartitionDir(d.root, f.Topic, f.Partition)
+	dir := layout.PartitionDir(d.root, f.Topic, f.Partition)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -34,18 +35,18 @@ func (d *remoteDest) Publish(_ context.Context, f rolling.File) error {
 }
 
 func (d *remoteDest) Persisted(_ context.Context, topic string, partition int32) ([]offsets.Range, error) {
-	return local.FinalRanges(rolling.PartitionDir(d.root, topic, partition))
+	return local.FinalRanges(layout.PartitionDir(d.root, topic, partition))
 }
 
 func (d *remoteDest) StoredRecord(_ context.Context, topic string, partition int32, off int64) (segment.Record, bool, error) {
 	d.reads.Add(1)
-	dir := rolling.PartitionDir(d.root, topic, partition)
+	dir := layout.PartitionDir(d.root, topic, partition)
 	es, err := os.ReadDir(dir)
 	if err != nil {
 		return segment.Record{}, false, nil
 	}
 	for _, e := range es {
-		if _, ok := rolling.ParseFileName(e.Name()); !ok {
+		if _, ok := layout.ParseFileName(e.Name()); !ok {
 			continue
 		}
 		f, err := os.Open(filepath.Join(dir, e.Name()))

@@ -8,16 +8,17 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
 // NamingOf returns the naming a final file name uses.
-func NamingOf(name string) Naming {
+func NamingOf(name string) layout.Naming {
 	if strings.HasSuffix(name, ".log") {
-		return NameKafka
+		return layout.NameKafka
 	}
-	return NamePlain
+	return layout.NamePlain
 }
 
 // TrimCovered rewrites the finished file f.Path without its batches whose

@@ -3,7 +3,7 @@
 // record, rolled by size, idle time and age. It is plain Go with no Benthos
 // in it; the output package feeds it.
 //
-// A file is written under a hidden in-progress name (InProgressName) and
+// A file is written under a hidden in-progress name (layout.InProgressName) and
 // handed to a Destination when it rolls. Write returns only once the records
 // are in the in-progress file (and fsynced, if the Fsync policy says so), so
 // a caller may acknowledge them as soon as Write returns nil.
@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -138,7 +139,7 @@ type Config struct {
 	MaxAge      time.Duration // a file rolls this long after it opened; 0 is no limit
 	Fsync       Fsync
 	Compression segment.Compression
-	Naming      Naming
+	Naming      layout.Naming
 	// OffsetFrom returns the lowest offset to back up for a partition; nil
 	// backs up everything.
 	OffsetFrom  func(topic string, partition int32) int64
@@ -188,7 +189,7 @@ type partition struct {
 	retryWait time.Duration
 	warnedOOO bool
 	// refused, when set, is why every Write to p fails: its topic was
-	// recreated (RecreatedNote).
+	// recreated (layout.RecreatedNote).
 	refused error
 	// runNext is the offset after the last record skipped as persisted,
 	// or -1 once a record is written: a record skipped below it (or after
@@ -565,13 +566,13 @@ func (w *Writer) partition(topic string, id int32) (*partition, error) {
 	if p := w.parts[k]; p != nil {
 		return p, nil
 	}
-	if err := ValidTopic(topic); err != nil {
+	if err := layout.ValidTopic(topic); err != nil {
 		return nil, err
 	}
 	if id < 0 {
 		return nil, fmt.Errorf("partition %d of topic %q is negative", id, topic)
 	}
-	p := &partition{topic: topic, id: id, dir: PartitionDir(w.cfg.Dir, topic, id), runNext: -1}
+	p := &partition{topic: topic, id: id, dir: layout.PartitionDir(w.cfg.Dir, topic, id), runNext: -1}
 	if w.cfg.OffsetFrom != nil {
 		p.from = w.cfg.OffsetFrom(topic, id)
 	}
@@ -603,7 +604,7 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 
 func (w *Writer) open(ctx context.Context, p *partition, first int64, now time.Time) error {
 	name := w.cfg.Naming.FileName(first)
-	path := filepath.Join(p.dir, InProgressName(name, w.cfg.Instance))
+	path := filepath.Join(p.dir, layout.InProgressName(name, w.cfg.Instance))
 	f, id, err := createLocked(path)
 	if errors.Is(err, os.ErrNotExist) {
 		// The partition's folder was removed since it was made: what the

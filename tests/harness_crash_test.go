@@ -24,8 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -168,9 +168,9 @@ func (s *crashScanner) scan() (crashScan, error) {
 				ps.stray = append(ps.stray, fe.Name())
 				continue
 			}
-			first, isFinal := rolling.ParseFileName(fe.Name())
+			first, isFinal := layout.ParseFileName(fe.Name())
 			isFinal = isFinal && strconv.FormatInt(first, 10) == fe.Name()
-			inProgress := strings.HasPrefix(fe.Name(), ".") && strings.HasSuffix(fe.Name(), rolling.InProgressSuffix)
+			inProgress := strings.HasPrefix(fe.Name(), ".") && strings.HasSuffix(fe.Name(), layout.InProgressSuffix)
 			if !isFinal && !inProgress {
 				ps.stray = append(ps.stray, fe.Name())
 				continue
@@ -325,7 +325,7 @@ func (ds crashScan) notes(instance string) (torn, linked int, overlap []string) 
 		}
 		inFinal := offsetSet(ps.finals)
 		for _, f := range ps.inprog {
-			own := instance != "" && strings.HasSuffix(f.name, "."+instance+rolling.InProgressSuffix)
+			own := instance != "" && strings.HasSuffix(f.name, "."+instance+layout.InProgressSuffix)
 			if f.torn() > 0 && own {
 				torn++
 			}

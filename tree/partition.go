@@ -12,8 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -409,7 +409,7 @@ func openAt(ctx context.Context, src Source, topic string, partition int32, name
 		if err := checkName(topic, name); err != nil {
 			return nil, err
 		}
-		f, err := os.Open(filepath.Join(rolling.PartitionDir(s.root, topic, partition), name))
+		f, err := os.Open(filepath.Join(layout.PartitionDir(s.root, topic, partition), name))
 		if err != nil {
 			return nil, err
 		}

@@ -34,17 +34,11 @@ import (
 	jftp "github.com/jlaffaye/ftp"
 
 	"github.com/kafka-backup/kafka-backup/internal/ftpconn"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
-
-// MarkerName is the name of the file, in each remote partition folder, that
-// lists the offsets every final file in it covers, one line each:
-// "<name> <first>-<last>[,<first>-<last>…]" (a file's batches, contiguous
-// ones merged). It lets a restarted writer skip records already uploaded
-// without downloading the files.
-const MarkerName = ".kafka-backup.ranges"
 
 // Config configures a Destination.
 type Config struct {
@@ -159,7 +153,7 @@ func (d *Destination) queueSpool() error {
 		if err != nil || e.IsDir() {
 			return err
 		}
-		if _, ok := rolling.ParseFileName(e.Name()); !ok {
+		if _, ok := layout.ParseFileName(e.Name()); !ok {
 			return nil
 		}
 		rel, err := filepath.Rel(d.cfg.Spool, filepath.Dir(p))
@@ -324,7 +318,7 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 			d.obs.Warn(fmt.Errorf("metadata snapshot %s was removed from the spool before it reached the server: it is not in the backup (no record is lost; the snapshots taken after it are): %w", j.local, err))
 		} else {
 			d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
-				"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+				"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(layout.FormatRangeLine("", j.ranges)), err))
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -384,7 +378,7 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 		return err
 	}
 	final := path.Join(j.remote, j.name)
-	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
+	tmp := path.Join(j.remote, layout.UploadName(j.name, d.cfg.Instance))
 
 	taken, err := nameTaken(c, final)
 	if err != nil {
@@ -627,7 +621,7 @@ func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[
 		return err
 	}
 	if !listsAll(ranges, files) {
-		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, MarkerName, markerTries))
+		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, layout.MarkerName, markerTries))
 	}
 	return nil
 }
@@ -656,7 +650,7 @@ func (d *Destination) forgetLine(c *jftp.ServerConn, remote, name string) error 
 // listsAll reports whether marker lists every file of files with its ranges.
 func listsAll(marker, files map[string][]offsets.Range) bool {
 	for n, rs := range files {
-		if old, ok := marker[n]; !ok || rangeLine(n, old) != rangeLine(n, rs) {
+		if old, ok := marker[n]; !ok || layout.FormatRangeLine(n, old) != layout.FormatRangeLine(n, rs) {
 			return false
 		}
 	}
@@ -673,10 +667,10 @@ func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[
 	sort.Slice(names, func(a, b int) bool { return ranges[names[a]][0].First < ranges[names[b]][0].First })
 	var buf bytes.Buffer
 	for _, n := range names {
-		buf.WriteString(rangeLine(n, ranges[n]))
+		buf.WriteString(layout.FormatRangeLine(n, ranges[n]))
 	}
-	marker := path.Join(remote, MarkerName)
-	tmp := path.Join(remote, MarkerName+"."+d.cfg.Instance+".tmp")
+	marker := path.Join(remote, layout.MarkerName)
+	tmp := path.Join(remote, layout.MarkerTempName(d.cfg.Instance))
 	if err := c.Stor(tmp, &buf); err != nil {
 		return fmt.Errorf("storing %s: %w", tmp, d.storeRefusal(err))
 	}
@@ -689,37 +683,21 @@ func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[
 			return derr
 		}
 		if err := c.Rename(tmp, marker); err != nil {
-			return fmt.Errorf("renaming %s to %s: %w", tmp, MarkerName, err)
+			return fmt.Errorf("renaming %s to %s: %w", tmp, layout.MarkerName, err)
 		}
 	}
 	return nil
 }
 
-// rangeLine formats one marker or journal line.
-func rangeLine(name string, ranges []offsets.Range) string {
-	var b strings.Builder
-	b.WriteString(name)
-	for i, r := range ranges {
-		if i == 0 {
-			b.WriteByte(' ')
-		} else {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%d-%d", r.First, r.Last)
-	}
-	b.WriteByte('\n')
-	return b.String()
-}
-
 // readMarker reads a folder's marker; a missing marker is empty.
 func readMarker(c *jftp.ServerConn, dir string) (map[string][]offsets.Range, error) {
-	r, err := c.Retr(path.Join(dir, MarkerName))
+	r, err := c.Retr(path.Join(dir, layout.MarkerName))
 	if err != nil {
 		if code := ftpconn.ReplyCode(err); code != 550 && code != 450 {
 			// Not "no such file" (a broken connection, 425, 451…): taken
 			// as empty, the marker would be rewritten without the lines of
 			// every file uploaded before.
-			return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
+			return nil, fmt.Errorf("reading %s: %w", path.Join(dir, layout.MarkerName), err)
 		}
 		return map[string][]offsets.Range{}, nil // no marker yet
 	}
@@ -728,58 +706,23 @@ func readMarker(c *jftp.ServerConn, dir string) (map[string][]offsets.Range, err
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
+		return nil, fmt.Errorf("reading %s: %w", path.Join(dir, layout.MarkerName), err)
 	}
-	return ParseRanges(data), nil
+	return layout.ParseRanges(data), nil
 }
-
-// ParseRanges parses a marker (MarkerName) or journal (JournalName): the
-// offset ranges each file holds, by file name. Lines it cannot read, and
-// comment lines (starting with #), are skipped; a later line for a name
-// wins.
-func ParseRanges(data []byte) map[string][]offsets.Range {
-	out := map[string][]offsets.Range{}
-	for _, line := range strings.Split(string(data), "\n") {
-		name, list, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		var rs []offsets.Range
-		for _, part := range strings.Split(list, ",") {
-			var r offsets.Range
-			if n, _ := fmt.Sscanf(part, "%d-%d", &r.First, &r.Last); n != 2 || r.Last < r.First {
-				rs = nil
-				break
-			}
-			rs = append(rs, r)
-		}
-		if len(rs) > 0 {
-			out[name] = rs
-		}
-	}
-	return out
-}
-
-// JournalName is the name of the file, in each spool partition folder, that
-// lists the files this spool uploaded, in the marker's format, after a first
-// line naming the destination (journalScope). It is a hint, never the
-// truth: what counts as backed up is what the server holds. Persisted
-// compares it with the server and warns about files the server no longer
-// holds; a journal of another destination is removed with a warning.
-const JournalName = ".uploaded.ranges"
 
 // journalScope is the first line of every journal of this destination:
 // server, user and remote folder (never the password).
 func (d *Destination) journalScope() string {
-	return fmt.Sprintf("# kafka-backup upload journal of ftp://%s@%s%s\n", d.cfg.User, d.cfg.Addr, path.Join("/", d.cfg.Root))
+	return layout.JournalHeader(fmt.Sprintf("ftp://%s@%s%s", d.cfg.User, d.cfg.Addr, path.Join("/", d.cfg.Root)))
 }
 
 func (d *Destination) appendJournal(dir string, j *job) error {
-	f, err := os.OpenFile(filepath.Join(dir, JournalName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, layout.JournalName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
-	line := rangeLine(j.name, j.ranges)
+	line := layout.FormatRangeLine(j.name, j.ranges)
 	if st, err := f.Stat(); err == nil && st.Size() == 0 {
 		line = d.journalScope() + line
 	}
@@ -795,7 +738,7 @@ func (d *Destination) checkJournals() error {
 	scope := d.journalScope()
 	others := map[string][]string{} // scope line → journals
 	err := filepath.WalkDir(d.cfg.Spool, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() || e.Name() != JournalName {
+		if err != nil || e.IsDir() || e.Name() != layout.JournalName {
 			return err
 		}
 		data, err := os.ReadFile(p)
@@ -814,11 +757,11 @@ func (d *Destination) checkJournals() error {
 	}
 	for first, paths := range others {
 		of := "a destination it does not name (an older kafka-backup)"
-		if s, ok := strings.CutPrefix(first, "# kafka-backup upload journal of "); ok {
+		if s, ok := strings.CutPrefix(first, layout.JournalHeaderPrefix); ok {
 			of = "another destination, " + s
 		}
 		d.obs.Warn(fmt.Errorf("the spool %s holds %d upload journals (%s) of %s, not of this one, %s: not trusted, removed; the server decides what is backed up",
-			d.cfg.Spool, len(paths), JournalName, of, strings.TrimSpace(strings.TrimPrefix(scope, "# kafka-backup upload journal of "))))
+			d.cfg.Spool, len(paths), layout.JournalName, of, strings.TrimSpace(strings.TrimPrefix(scope, layout.JournalHeaderPrefix))))
 		for _, p := range paths {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("removing the journal of another destination: %w", err)
@@ -833,7 +776,7 @@ func (d *Destination) checkJournals() error {
 // not hold are reported, and the journal is rewritten with the files the
 // server confirms.
 func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []offsets.Range) {
-	p := filepath.Join(spoolDir, JournalName)
+	p := filepath.Join(spoolDir, layout.JournalName)
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return
@@ -841,7 +784,7 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 	var gone []string
 	var kept strings.Builder
 	kept.WriteString(d.journalScope())
-	journal := ParseRanges(data)
+	journal := layout.ParseRanges(data)
 	names := make([]string, 0, len(journal))
 	for n := range journal {
 		names = append(names, n)
@@ -855,17 +798,17 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 			ok = ok && hs.Covers(r.First, r.Last)
 		}
 		if !ok {
-			gone = append(gone, strings.TrimSpace(rangeLine(n, rs)))
+			gone = append(gone, strings.TrimSpace(layout.FormatRangeLine(n, rs)))
 			continue
 		}
-		kept.WriteString(rangeLine(n, rs))
+		kept.WriteString(layout.FormatRangeLine(n, rs))
 	}
 	if len(gone) == 0 {
 		return
 	}
 	d.obs.Warn(fmt.Errorf("%s/%d: %d files this spool uploaded to %s are not on the server any more (name and offsets: %s): deleted or moved there? Records delivered again are backed up again; offsets not delivered again are missing from the backup unless restored to the server",
 		topic, partition, len(gone), d.cfg.Addr, strings.Join(gone, "; ")))
-	tmp := p + ".tmp"
+	tmp := filepath.Join(spoolDir, layout.JournalTempName)
 	if err := os.WriteFile(tmp, []byte(kept.String()), 0o644); err == nil {
 		_ = os.Rename(tmp, p)
 	}
@@ -884,13 +827,13 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 // and that are delivered again are cut from their files before upload.
 func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]offsets.Range, error) {
 	var out []offsets.Range
-	spoolDir := rolling.PartitionDir(d.cfg.Spool, topic, partition)
+	spoolDir := layout.PartitionDir(d.cfg.Spool, topic, partition)
 	entries, err := os.ReadDir(spoolDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	for _, e := range entries {
-		if _, ok := rolling.ParseFileName(e.Name()); ok {
+		if _, ok := layout.ParseFileName(e.Name()); ok {
 			span, _ := localSpan(filepath.Join(spoolDir, e.Name()))
 			out = append(out, span.Ranges...)
 		}
@@ -938,7 +881,7 @@ func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, dow
 	}
 	for _, n := range names {
 		n = path.Base(n)
-		if _, ok := rolling.ParseFileName(n); !ok || n == except {
+		if _, ok := layout.ParseFileName(n); !ok || n == except {
 			continue
 		}
 		if rs, ok := ranges[n]; ok {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
@@ -146,9 +147,9 @@ func remoteOffsets(t *testing.T, srv *ftptest.Server) []int64 {
 	seen := map[int64]bool{}
 	var offs []int64
 	for _, e := range entries {
-		first, ok := rolling.ParseFileName(e.Name())
+		first, ok := layout.ParseFileName(e.Name())
 		if !ok {
-			if e.Name() != ftp.MarkerName {
+			if e.Name() != layout.MarkerName {
 				t.Errorf("unexpected file left on the server: %s", e.Name())
 			}
 			continue
@@ -299,7 +300,7 @@ func TestJournalOfAnotherDestination(t *testing.T) {
 	if err := os.MkdirAll(jdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	journal := filepath.Join(jdir, ftp.JournalName)
+	journal := filepath.Join(jdir, layout.JournalName)
 	old := "# kafka-backup upload journal of ftp://u@elsewhere:21/other\n0 0-499\n"
 	if err := os.WriteFile(journal, []byte(old), 0o644); err != nil {
 		t.Fatal(err)
@@ -406,7 +407,7 @@ func spoolFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && d.Name() != ftp.JournalName {
+		if err == nil && !d.IsDir() && d.Name() != layout.JournalName {
 			out = append(out, p)
 		}
 		return nil
@@ -432,7 +433,7 @@ func TestTakenNameIsTrimmed(t *testing.T) {
 		data, n = e.AppendBatch(data, recs[:100], 1<<30)
 		recs = recs[n:]
 	}
-	dir := rolling.PartitionDir(spool, "test", 0)
+	dir := layout.PartitionDir(spool, "test", 0)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -473,11 +474,11 @@ func TestHeldBatchesAreCut(t *testing.T) {
 				data, n = e.AppendBatch(data, recs[:min(100, len(recs))], 1<<30)
 				recs = recs[n:]
 			}
-			dir := rolling.PartitionDir(spool, "test", 0)
+			dir := layout.PartitionDir(spool, "test", 0)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			first := rolling.NamePlain.FileName(c.spooled[0].Offset)
+			first := layout.NamePlain.FileName(c.spooled[0].Offset)
 			if err := os.WriteFile(filepath.Join(dir, first), data, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -542,18 +543,18 @@ func TestMarkerAcrossInstances(t *testing.T) {
 	}
 	assertAll(t, srv, 6000)
 	dir := srv.LocalPath("/backup/10MB/test/0")
-	data, err := os.ReadFile(filepath.Join(dir, ftp.MarkerName))
+	data, err := os.ReadFile(filepath.Join(dir, layout.MarkerName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	marker := ftp.ParseRanges(data)
+	marker := layout.ParseRanges(data)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files := 0
 	for _, e := range entries {
-		first, ok := rolling.ParseFileName(e.Name())
+		first, ok := layout.ParseFileName(e.Name())
 		if !ok {
 			continue
 		}
@@ -670,12 +671,12 @@ func TestMarkerKeptOnFailedRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.drain(t, nil)
-	marker := filepath.Join(srv.LocalPath("/backup/10MB/test/0"), ftp.MarkerName)
+	marker := filepath.Join(srv.LocalPath("/backup/10MB/test/0"), layout.MarkerName)
 	before, err := os.ReadFile(marker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := len(ftp.ParseRanges(before))
+	n := len(layout.ParseRanges(before))
 	// The next run (another instance) uploads one more file; its two reads
 	// of the marker fail: the one that finds what the server holds already,
 	// and the one before the marker is rewritten.
@@ -701,7 +702,7 @@ func TestMarkerKeptOnFailedRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(ftp.ParseRanges(after)); got != n+1 {
+	if got := len(layout.ParseRanges(after)); got != n+1 {
 		t.Fatalf("marker lists %d files after one more upload, want %d:\nbefore:\n%s\nafter:\n%s", got, n+1, before, after)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -40,11 +41,11 @@ var errFinalExists = errors.New("final file exists")
 // that cannot resolve it, Publish fails and f stays where it is.
 func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 	dir := filepath.Dir(f.Path)
-	_, inst, _ := rolling.ParseInProgressName(filepath.Base(f.Path))
+	_, inst, _ := layout.ParseInProgressName(filepath.Base(f.Path))
 	cut := func(f rolling.File, held []offsets.Range) (rolling.File, bool, error) {
 		hs := offsets.SetOf(held)
 		return rolling.TrimCovered(f, func(r offsets.Range) bool { return hs.Covers(r.First, r.Last) },
-			func(name string) string { return filepath.Join(dir, rolling.InProgressName(name, inst+"-trim")) })
+			func(name string) string { return filepath.Join(dir, layout.InProgressName(name, inst+"-trim")) })
 	}
 	held, err := heldAround(dir, f)
 	if err != nil {
@@ -95,7 +96,7 @@ func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 // Persisted reads the offset range of every final file of a partition from
 // its batch headers.
 func (d *Destination) Persisted(_ context.Context, topic string, partition int32) ([]offsets.Range, error) {
-	return FinalRanges(rolling.PartitionDir(d.root, topic, partition))
+	return FinalRanges(layout.PartitionDir(d.root, topic, partition))
 }
 
 // FinalRanges returns the offsets the final files in dir cover, read from
@@ -111,7 +112,7 @@ func FinalRanges(dir string) ([]offsets.Range, error) {
 	}
 	var out []offsets.Range
 	for _, e := range entries {
-		if _, ok := rolling.ParseFileName(e.Name()); !ok || !e.Type().IsRegular() {
+		if _, ok := layout.ParseFileName(e.Name()); !ok || !e.Type().IsRegular() {
 			continue
 		}
 		rs, err := heldBy(filepath.Join(dir, e.Name()))
@@ -140,7 +141,7 @@ func heldAround(dir string, f rolling.File) ([]offsets.Range, error) {
 	}
 	var inside, under []named
 	for _, e := range entries {
-		first, ok := rolling.ParseFileName(e.Name())
+		first, ok := layout.ParseFileName(e.Name())
 		switch {
 		case !ok || !e.Type().IsRegular() || first > f.LastOffset:
 		case first >= f.FirstOffset:

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -77,9 +78,9 @@ func TestPublishRenames(t *testing.T) {
 	for _, fsync := range []bool{false, true} {
 		root := t.TempDir()
 		d := local.New(root)
-		pdir := rolling.PartitionDir(root, "t", 0)
+		pdir := layout.PartitionDir(root, "t", 0)
 		data := segmentBytes(t, span(100, 109), 4)
-		tmp := filepath.Join(pdir, rolling.InProgressName("100", "i1"))
+		tmp := filepath.Join(pdir, layout.InProgressName("100", "i1"))
 		writeFile(t, tmp, data)
 		f := rolling.File{Topic: "t", Partition: 0, Path: tmp, Name: "100", FirstOffset: 100, LastOffset: 109, Fsync: fsync}
 		if err := d.Publish(context.Background(), f); err != nil {
@@ -101,12 +102,12 @@ func TestPublishRenames(t *testing.T) {
 func TestPublishNeverReplaces(t *testing.T) {
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	// The existing final file holds 100-104; the new file's first batch,
 	// 100-109, is only partly held, so it cannot be trimmed away.
 	old := segmentBytes(t, span(100, 104), 10)
 	writeFile(t, filepath.Join(pdir, "100"), old)
-	tmp := filepath.Join(pdir, rolling.InProgressName("100", "i2"))
+	tmp := filepath.Join(pdir, layout.InProgressName("100", "i2"))
 	newer := segmentBytes(t, span(100, 150), 10)
 	writeFile(t, tmp, newer)
 
@@ -131,10 +132,10 @@ func TestPublishNeverReplaces(t *testing.T) {
 func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	old := segmentBytes(t, span(100, 129), 10)
 	writeFile(t, filepath.Join(pdir, "100"), old)
-	tmp := filepath.Join(pdir, rolling.InProgressName("100", "i2"))
+	tmp := filepath.Join(pdir, layout.InProgressName("100", "i2"))
 	writeFile(t, tmp, segmentBytes(t, span(100, 150), 10))
 	if err := d.Publish(context.Background(), rolling.File{Path: tmp, Name: "100", Fsync: true}); err != nil {
 		t.Fatal(err)
@@ -150,7 +151,7 @@ func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 		t.Fatalf("the trimmed file is not final as 130: %v", err)
 	}
 	// A file whose every batch is held is deleted.
-	tmp = filepath.Join(pdir, rolling.InProgressName("100", "i3"))
+	tmp = filepath.Join(pdir, layout.InProgressName("100", "i3"))
 	writeFile(t, tmp, segmentBytes(t, span(100, 139), 10))
 	if err := d.Publish(context.Background(), rolling.File{Path: tmp, Name: "100"}); err != nil {
 		t.Fatal(err)
@@ -168,10 +169,10 @@ func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 func TestPublishCutsBatchesOthersHold(t *testing.T) {
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	publish := func(name string, first, last int64, batch int) {
 		t.Helper()
-		tmp := filepath.Join(pdir, rolling.InProgressName(name, "old-owner"))
+		tmp := filepath.Join(pdir, layout.InProgressName(name, "old-owner"))
 		writeFile(t, tmp, segmentBytes(t, span(first, last), batch))
 		f := rolling.File{Path: tmp, Name: name, FirstOffset: first, LastOffset: last, Ranges: []offsets.Range{{First: first, Last: last}}}
 		if err := d.Publish(context.Background(), f); err != nil {
@@ -219,9 +220,9 @@ func TestPublishAfterLinkWithoutUnlink(t *testing.T) {
 	// in-progress name: publishing again finishes the job.
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 3)
+	pdir := layout.PartitionDir(root, "t", 3)
 	data := segmentBytes(t, span(0, 9), 5)
-	tmp := filepath.Join(pdir, rolling.InProgressName("0", "i1"))
+	tmp := filepath.Join(pdir, layout.InProgressName("0", "i1"))
 	writeFile(t, tmp, data)
 	if err := os.Link(tmp, filepath.Join(pdir, "0")); err != nil {
 		t.Skipf("no hard links here: %v", err)
@@ -239,7 +240,7 @@ func TestPublishAfterLinkWithoutUnlink(t *testing.T) {
 
 func TestPublishMissingFile(t *testing.T) {
 	root := t.TempDir()
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestPublishMissingFile(t *testing.T) {
 
 func TestFinalRanges(t *testing.T) {
 	root := t.TempDir()
-	dir := rolling.PartitionDir(root, "t", 0)
+	dir := layout.PartitionDir(root, "t", 0)
 	put := func(name string, data []byte) { writeFile(t, filepath.Join(dir, name), data) }
 
 	put("0", segmentBytes(t, span(0, 9), 3))
@@ -268,7 +269,7 @@ func TestFinalRanges(t *testing.T) {
 	// valid content; an empty file; garbage; a folder; a symbolic link.
 	valid := segmentBytes(t, span(1000, 1009), 10)
 	put(".40.host-1.inprogress", valid)
-	put(rolling.InProgressName("00000000000000000041.log", "h"), valid)
+	put(layout.InProgressName("00000000000000000041.log", "h"), valid)
 	put(".50", valid)
 	put("0101", valid)
 	put("101.log", valid)

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -40,7 +40,7 @@ func Encode(t testing.TB, rs []segment.Record, perBatch int, codec segment.Compr
 // (root/topic/partition/name), creating the folders, and returns its path.
 func WriteFile(t testing.TB, root, topic string, partition int32, name string, data []byte) string {
 	t.Helper()
-	dir := rolling.PartitionDir(root, topic, partition)
+	dir := layout.PartitionDir(root, topic, partition)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
