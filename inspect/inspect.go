@@ -17,12 +17,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 	"github.com/kafka-backup/kafka-backup/units"
 )
@@ -163,128 +161,8 @@ func location(src tree.Source, topic string, partition int32, name string) strin
 // ---------------------------------------------------------------------------
 // Offsets
 
-// OffsetSet is a set of offsets kept as sorted, disjoint, non-adjacent
-// ranges. Adding offsets in increasing order is O(1). The zero value is an
-// empty set.
-type OffsetSet struct {
-	r []segment.Range
-}
-
-// Ranges returns the set's ranges, sorted. The slice must not be changed.
-func (s *OffsetSet) Ranges() []segment.Range { return s.r }
-
-// Len returns the number of offsets in the set.
-func (s *OffsetSet) Len() int64 {
-	var n int64
-	for _, r := range s.r {
-		n += r.Last - r.First + 1
-	}
-	return n
-}
-
-// Max returns the highest offset in the set, or -1 when it is empty.
-func (s *OffsetSet) Max() int64 {
-	if len(s.r) == 0 {
-		return -1
-	}
-	return s.r[len(s.r)-1].Last
-}
-
-// Add adds an offset.
-func (s *OffsetSet) Add(off int64) { s.AddRange(segment.Range{First: off, Last: off}) }
-
-// AddRange adds the offsets of r (First <= Last).
-func (s *OffsetSet) AddRange(r segment.Range) {
-	n := len(s.r)
-	if n == 0 || r.First > s.r[n-1].Last {
-		s.r = segment.AppendRange(s.r, r)
-		return
-	}
-	// i: the first range that ends at or after r.First-1 (touches or
-	// overlaps r from below); j: the first range starting after r.Last+1.
-	i := sort.Search(n, func(i int) bool { return s.r[i].Last >= r.First-1 })
-	j := sort.Search(n, func(i int) bool { return s.r[i].First > r.Last+1 })
-	if i == j {
-		s.r = slices.Insert(s.r, i, r)
-		return
-	}
-	merged := segment.Range{First: min(r.First, s.r[i].First), Last: max(r.Last, s.r[j-1].Last)}
-	s.r = slices.Replace(s.r, i, j, merged)
-}
-
-// Contains reports whether off is in the set.
-func (s *OffsetSet) Contains(off int64) bool { return s.Covers(off, off) }
-
-// Covers reports whether every offset from first to last is in the set.
-func (s *OffsetSet) Covers(first, last int64) bool {
-	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= first })
-	return i < len(s.r) && s.r[i].First <= first && s.r[i].Last >= last
-}
-
-// Holes returns the ranges between the set's ranges: offsets between the
-// lowest and the highest that the set does not hold.
-func (s *OffsetSet) Holes() []segment.Range {
-	var out []segment.Range
-	for i := 1; i < len(s.r); i++ {
-		out = append(out, segment.Range{First: s.r[i-1].Last + 1, Last: s.r[i].First - 1})
-	}
-	return out
-}
-
-// Uncovered returns the parts of r that are not in the set, in order.
-func (s *OffsetSet) Uncovered(r segment.Range) []segment.Range {
-	var out []segment.Range
-	next := r.First
-	for _, have := range s.r {
-		if have.Last < next {
-			continue
-		}
-		if have.First > r.Last {
-			break
-		}
-		if have.First > next {
-			out = append(out, segment.Range{First: next, Last: have.First - 1})
-		}
-		next = have.Last + 1
-		if next > r.Last {
-			return out
-		}
-	}
-	return append(out, segment.Range{First: next, Last: r.Last})
-}
-
-// rangesLen returns the number of offsets in rs.
-func rangesLen(rs []segment.Range) int64 {
-	var n int64
-	for _, r := range rs {
-		n += r.Last - r.First + 1
-	}
-	return n
-}
-
 // ---------------------------------------------------------------------------
 // Formatting
-
-// FormatRanges formats offset ranges ("0-99, 150, 200-299"), at most max of
-// them (all when max <= 0).
-func FormatRanges(rs []segment.Range, max int) string {
-	if len(rs) == 0 {
-		return "none"
-	}
-	var parts []string
-	for i, r := range rs {
-		if max > 0 && i == max {
-			parts = append(parts, fmt.Sprintf("… (%d ranges)", len(rs)))
-			break
-		}
-		if r.First == r.Last {
-			parts = append(parts, fmt.Sprint(r.First))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", r.First, r.Last))
-		}
-	}
-	return strings.Join(parts, ", ")
-}
 
 // FormatTime formats milliseconds since the epoch as RFC3339 in UTC with
 // milliseconds.

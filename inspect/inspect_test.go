@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand"
 	"os"
 	"slices"
 	"strings"
@@ -16,7 +15,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -56,7 +55,7 @@ func varied(first int64, n int, ts int64) []segment.Record {
 	return out
 }
 
-func name(off int64) string { return rolling.NamePlain.FileName(off) }
+func name(off int64) string { return layout.NamePlain.FileName(off) }
 
 // batchStarts returns the byte position of every batch of data.
 func batchStarts(t testing.TB, data []byte) []int64 {
@@ -84,7 +83,7 @@ func cleanTree(t testing.TB) (string, map[string][]segment.Record) {
 	backuptest.WriteSegment(t, root, "a", 1, name(1000), a1, 100, segment.Snappy)
 	want["a/1"] = a1
 	b0 := varied(5, 1, 1_500_000_000_000)
-	backuptest.WriteSegment(t, root, "b", 0, rolling.NameKafka.FileName(5), b0, 1, segment.LZ4)
+	backuptest.WriteSegment(t, root, "b", 0, layout.NameKafka.FileName(5), b0, 1, segment.LZ4)
 	want["b/0"] = b0
 	return root, want
 }
@@ -306,55 +305,6 @@ func TestVerifyWarnings(t *testing.T) {
 	}
 }
 
-func TestOffsetSet(t *testing.T) {
-	rng := rand.New(rand.NewSource(1))
-	for round := range 200 {
-		var s OffsetSet
-		in := map[int64]bool{}
-		for range rng.Intn(60) {
-			a := rng.Int63n(100)
-			b := a + rng.Int63n(5)
-			if rng.Intn(3) == 0 {
-				s.Add(a)
-				in[a] = true
-			} else {
-				s.AddRange(segment.Range{First: a, Last: b})
-				for o := a; o <= b; o++ {
-					in[o] = true
-				}
-			}
-		}
-		rs := s.Ranges()
-		for i := range rs {
-			if rs[i].First > rs[i].Last || i > 0 && rs[i].First <= rs[i-1].Last+1 {
-				t.Fatalf("round %d: ranges not sorted, disjoint and apart: %v", round, rs)
-			}
-		}
-		for o := int64(-1); o < 110; o++ {
-			if s.Contains(o) != in[o] {
-				t.Fatalf("round %d: Contains(%d) = %v; ranges %v", round, o, s.Contains(o), rs)
-			}
-		}
-		if s.Len() != int64(len(in)) {
-			t.Fatalf("round %d: Len %d, want %d", round, s.Len(), len(in))
-		}
-		r := segment.Range{First: rng.Int63n(110) - 5}
-		r.Last = r.First + rng.Int63n(30)
-		var out OffsetSet
-		for _, u := range s.Uncovered(r) {
-			if u.First > u.Last || u.First < r.First || u.Last > r.Last || out.Covers(u.First, u.Last) {
-				t.Fatalf("round %d: Uncovered(%v) = %v; ranges %v", round, r, s.Uncovered(r), rs)
-			}
-			out.AddRange(u)
-		}
-		for o := r.First; o <= r.Last; o++ {
-			if out.Contains(o) == in[o] {
-				t.Fatalf("round %d: Uncovered(%v) = %v, offset %d wrong; ranges %v", round, r, s.Uncovered(r), o, rs)
-			}
-		}
-	}
-}
-
 // TestVerifyMarker checks the FTP destination's marker against the files:
 // offsets it claims for a file that does not hold them would be skipped by
 // the next run.
@@ -365,7 +315,7 @@ func TestVerifyMarker(t *testing.T) {
 	loc := fmt.Sprintf("ftp://%s@%s/backups", srv.User, srv.Addr)
 	verify := func(marker string) *VerifyReport {
 		t.Helper()
-		backuptest.WriteFile(t, root, "t", 0, tree.MarkerName, []byte(marker))
+		backuptest.WriteFile(t, root, "t", 0, layout.MarkerName, []byte(marker))
 		src, err := tree.Open(context.Background(), loc, tree.Options{Password: srv.Password})
 		if err != nil {
 			t.Fatal(err)
@@ -390,10 +340,10 @@ func TestVerifyMarker(t *testing.T) {
 	}
 	rep = verify("40 40-79,90-120\n")
 	p := one(t, rep, KindMarker)
-	if rep.OK || p.Severity != SeverityError || p.File != "40" || *p.Offset != 100 || !strings.HasSuffix(p.Path, "/t/0/"+tree.MarkerName) {
+	if rep.OK || p.Severity != SeverityError || p.File != "40" || *p.Offset != 100 || !strings.HasSuffix(p.Path, "/t/0/"+layout.MarkerName) {
 		t.Fatalf("problem %+v", p)
 	}
-	for _, s := range []string{"21 offsets", "(100-120)", "would skip them", "Delete " + tree.MarkerName} {
+	for _, s := range []string{"21 offsets", "(100-120)", "would skip them", "Delete " + layout.MarkerName} {
 		if !strings.Contains(p.String(), s) {
 			t.Errorf("%q does not say %q", p.String(), s)
 		}

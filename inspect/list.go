@@ -61,7 +61,7 @@ type PartitionInfo struct {
 	Leftovers    []Leftover `json:"leftovers"`
 	Stray        []string   `json:"stray"`
 	// PrunedBelow is the offset below which a prune deleted the files
-	// (rolling.PrunedNote); absent when never pruned.
+	// (layout.PrunedNote); absent when never pruned.
 	PrunedBelow *int64 `json:"pruned_below,omitempty"`
 	// Error is set when the folder could not be listed.
 	Error string `json:"error,omitempty"`

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -17,7 +17,7 @@ import (
 func TestVerifyRecreatedNote(t *testing.T) {
 	root := t.TempDir()
 	backuptest.WriteSegment(t, root, "t", 0, name(0), varied(0, 50, 1_700_000_000_000), 10, segment.None)
-	backuptest.WriteFile(t, root, "t", 0, rolling.RecreatedNote, []byte("2026-12-03T06:50:42Z\nt/0: the topic was deleted and recreated: offset 0 ...\n"))
+	backuptest.WriteFile(t, root, "t", 0, layout.RecreatedNote, []byte("2026-12-03T06:50:42Z\nt/0: the topic was deleted and recreated: offset 0 ...\n"))
 	src, err := tree.Open(context.Background(), root, tree.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestVerifyRecreatedNote(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := one(t, rep, KindRecreated)
-	if rep.OK || p.Severity != SeverityError || p.File != rolling.RecreatedNote {
+	if rep.OK || p.Severity != SeverityError || p.File != layout.RecreatedNote {
 		t.Fatalf("problem %+v", p)
 	}
 	for _, s := range []string{"deleted and recreated", "new topic's records are not backed up", "delete this note", "offset 0 ..."} {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -90,7 +91,7 @@ func (s *Snapshots) writeText(w io.Writer, all bool) {
 			good = append(good, i)
 		}
 	}
-	line := fmt.Sprintf("metadata snapshots (%s/): %d", metadata.DirName, len(s.Snapshots))
+	line := fmt.Sprintf("metadata snapshots (%s/): %d", layout.MetadataDir, len(s.Snapshots))
 	if len(good) > 0 {
 		first, last := good[0], good[len(good)-1]
 		line += fmt.Sprintf(", %s to %s; latest: topics %s, groups %s", first.Time, last.Time, listOrNone(last.Topics), listOrNone(last.Groups))
@@ -121,7 +122,7 @@ func (s *Snapshots) writeText(w io.Writer, all bool) {
 // partition folder beyond the snapshot's partition count (warnings: a
 // restore commits such an offset as the partition's end).
 func checkSnapshots(ctx context.Context, src tree.Source, rep *VerifyReport) {
-	root := strings.TrimSuffix(src.String(), "/") + "/" + metadata.DirName + "/"
+	root := strings.TrimSuffix(src.String(), "/") + "/" + layout.MetadataDir + "/"
 	add := func(sev Severity, topic, name, msg string) {
 		rep.TreeProblems = append(rep.TreeProblems, Problem{Severity: sev, Kind: KindSnapshot, Topic: topic, Path: root + name, Message: msg})
 		if sev == SeverityError {
@@ -200,7 +201,7 @@ func listSnapshots(ctx context.Context, src tree.Source, rep *ListReport) {
 	snaps, err := readSnapshots(ctx, src)
 	if err != nil {
 		rep.Errors++
-		snaps = &Snapshots{Snapshots: []SnapshotInfo{{Name: metadata.DirName, Topics: []string{}, Groups: []string{}, Error: "cannot be listed: " + err.Error()}}}
+		snaps = &Snapshots{Snapshots: []SnapshotInfo{{Name: layout.MetadataDir, Topics: []string{}, Groups: []string{}, Error: "cannot be listed: " + err.Error()}}}
 	}
 	if snaps != nil {
 		for _, i := range snaps.Snapshots {

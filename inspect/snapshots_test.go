@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -23,7 +24,7 @@ func TestSnapshots(t *testing.T) {
 	backuptest.WriteSegment(t, root, "a", 0, "0", varied(0, 10, 1714564800000), 5, segment.None)
 	backuptest.WriteSegment(t, root, "a", 1, "0", varied(0, 3, 1714564800000), 5, segment.None)
 	backuptest.WriteSegment(t, root, "a", 2, "0", varied(0, 3, 1714564800000), 5, segment.None)
-	dir := filepath.Join(root, metadata.DirName)
+	dir := filepath.Join(root, layout.MetadataDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

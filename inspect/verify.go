@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 	"github.com/kafka-backup/kafka-backup/units"
@@ -50,8 +51,8 @@ const (
 	KindMissing     = "missing"       // a file the FTP marker lists is not on the server
 	KindGap         = "gap"           // offsets inside a partition no file holds
 	KindNoData      = "no_partitions" // the location (or the selection) holds no partition folder
-	KindRecreated   = "recreated"     // the writer refused the partition: its topic was recreated (rolling.RecreatedNote)
-	KindPruned      = "pruned"        // a file below the prune point (rolling.PrunedNote): an interrupted prune
+	KindRecreated   = "recreated"     // the writer refused the partition: its topic was recreated (layout.RecreatedNote)
+	KindPruned      = "pruned"        // a file below the prune point (layout.PrunedNote): an interrupted prune
 )
 
 // Problem is one finding of Verify.
@@ -125,20 +126,15 @@ type Leftover struct {
 	Size int64  `json:"size"`
 	// Kind is "inprogress" (a file being written, or left by a crashed
 	// writer), "upload" (an FTP upload in progress or abandoned),
-	// "recreated" (rolling.RecreatedNote: the writer refuses the partition)
+	// "recreated" (layout.RecreatedNote: the writer refuses the partition)
 	// or "other".
 	Kind string `json:"kind"`
 }
 
 func leftoverKind(name string) string {
-	if _, _, ok := rolling.ParseInProgressName(name); ok {
-		return "inprogress"
-	}
-	if strings.HasSuffix(name, ".upload") {
-		return "upload"
-	}
-	if name == rolling.RecreatedNote {
-		return "recreated"
+	switch k := layout.Classify(name); k {
+	case layout.KindInProgress, layout.KindUpload, layout.KindRecreated:
+		return string(k)
 	}
 	return "other"
 }
@@ -159,7 +155,7 @@ type VerifiedFile struct {
 	// OK is false when the file has a problem of severity error.
 	OK bool `json:"ok"`
 
-	offsets OffsetSet
+	offsets offsets.Set
 }
 
 // Overlap is offsets two files both hold.
@@ -186,7 +182,7 @@ type PartitionReport struct {
 	Leftovers  []Leftover `json:"leftovers"`
 	Stray      []string   `json:"stray"`
 	// PrunedBelow is the offset below which a prune deleted the files on
-	// purpose (rolling.PrunedNote): where the partition now starts. Absent
+	// purpose (layout.PrunedNote): where the partition now starts. Absent
 	// when never pruned.
 	PrunedBelow *int64    `json:"pruned_below,omitempty"`
 	Problems    []Problem `json:"problems"`
@@ -323,7 +319,7 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 		return pr
 	}
 	for _, l := range part.Leftovers {
-		if l.Name == rolling.RecreatedNote {
+		if l.Name == layout.RecreatedNote {
 			checkRecreated(ctx, src, ref, pr)
 			continue
 		}
@@ -380,23 +376,23 @@ func verifyPartition(ctx context.Context, src tree.Source, ref partitionRef) *Pa
 // the new topic's records are not in this backup.
 func checkRecreated(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
 	note := "(unreadable)"
-	if rc, err := src.Open(ctx, ref.topic, ref.partition, rolling.RecreatedNote); err == nil {
+	if rc, err := src.Open(ctx, ref.topic, ref.partition, layout.RecreatedNote); err == nil {
 		data, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
 		rc.Close()
 		note = strings.Join(strings.Fields(string(data)), " ")
 	}
-	pr.add(Problem{Severity: SeverityError, Kind: KindRecreated, File: rolling.RecreatedNote, Path: location(src, ref.topic, ref.partition, rolling.RecreatedNote),
+	pr.add(Problem{Severity: SeverityError, Kind: KindRecreated, File: layout.RecreatedNote, Path: location(src, ref.topic, ref.partition, layout.RecreatedNote),
 		Message: fmt.Sprintf("the topic was deleted and recreated: kafka_backup refuses this partition and the new topic's records are not backed up. "+
 			"If this folder is the old topic's backup moved out of the backup location, delete this note. The note says: %s", note)})
 }
 
-// checkPruned reads the partition's rolling.PrunedNote: an unreadable one
+// checkPruned reads the partition's layout.PrunedNote: an unreadable one
 // is an error (where the partition starts is unknown).
 func checkPruned(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
 	note, ok, err := tree.ReadPruned(ctx, src, ref.topic, ref.partition)
 	switch {
 	case err != nil:
-		pr.add(Problem{Severity: SeverityError, Kind: KindPruned, File: rolling.PrunedNote, Path: location(src, ref.topic, ref.partition, rolling.PrunedNote),
+		pr.add(Problem{Severity: SeverityError, Kind: KindPruned, File: layout.PrunedNote, Path: location(src, ref.topic, ref.partition, layout.PrunedNote),
 			Message: fmt.Sprintf("the prune note cannot be read (%v): where the partition starts is unknown. Its first line must be \"below <offset>\": the first offset a prune kept", err)})
 	case ok:
 		pr.PrunedBelow = ptr(note.Below)
@@ -412,19 +408,19 @@ func checkBelowPruned(src tree.Source, pr *PartitionReport) {
 	for _, f := range pr.Files {
 		if f.LastOffset != nil && *f.LastOffset < *pr.PrunedBelow {
 			pr.add(Problem{Severity: SeverityWarning, Kind: KindPruned, File: f.Name, Path: location(src, pr.Topic, pr.Partition, f.Name), Offset: f.FirstOffset,
-				Message: fmt.Sprintf("every offset of this file is below offset %d, where a prune cut the partition (%s): an interrupted prune left it; kafka-backup prune --yes deletes it", *pr.PrunedBelow, rolling.PrunedNote)})
+				Message: fmt.Sprintf("every offset of this file is below offset %d, where a prune cut the partition (%s): an interrupted prune left it; kafka-backup prune --yes deletes it", *pr.PrunedBelow, layout.PrunedNote)})
 		}
 	}
 }
 
-// checkMarker compares the FTP destination's marker (tree.MarkerName), when
+// checkMarker compares the FTP destination's marker (layout.MarkerName), when
 // the folder has one, with what the files hold. A kafka_backup run on the
 // partition takes the marker's word for the files it lists and skips the
 // offsets it names, so offsets the marker claims and the file does not hold
 // would never be backed up.
 func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *PartitionReport) {
-	path := location(src, ref.topic, ref.partition, tree.MarkerName)
-	rc, err := src.Open(ctx, ref.topic, ref.partition, tree.MarkerName)
+	path := location(src, ref.topic, ref.partition, layout.MarkerName)
+	rc, err := src.Open(ctx, ref.topic, ref.partition, layout.MarkerName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return // local backups, and FTP folders no upload has finished in
 	}
@@ -434,11 +430,11 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 		rc.Close()
 	}
 	if err != nil {
-		pr.add(Problem{Severity: SeverityError, Kind: KindRead, File: tree.MarkerName, Path: path,
+		pr.add(Problem{Severity: SeverityError, Kind: KindRead, File: layout.MarkerName, Path: path,
 			Message: fmt.Sprintf("cannot read the FTP destination's marker: %v", err)})
 		return
 	}
-	marker := tree.ParseMarker(data)
+	marker := layout.ParseRanges(data)
 	present := map[string]bool{}
 	for _, f := range pr.Files {
 		present[f.Name] = true
@@ -457,7 +453,7 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 				"and its records are not in this backup (the consumer group has committed past them: a running backup does not write them again). "+
 				"Put the file back from a copy, or back these offsets up again from Kafka while its retention still holds them; "+
 				"if it was deleted on purpose (retention), delete its line from %s",
-				tree.MarkerName, FormatRanges(claimed, 5), tree.MarkerName)})
+				layout.MarkerName, offsets.Format(claimed, 5), layout.MarkerName)})
 	}
 	for i := range pr.Files {
 		f := &pr.Files[i]
@@ -475,7 +471,7 @@ func checkMarker(ctx context.Context, src tree.Source, ref partitionRef, pr *Par
 		pr.add(Problem{Severity: SeverityError, Kind: KindMarker, File: f.Name, Path: path, Offset: ptr(missing[0].First),
 			Message: fmt.Sprintf("the marker %s says %s holds offsets %s, but %s of them are not in it (%s): a kafka_backup run on this partition would skip them and never back them up. "+
 				"Delete %s from this folder: a run reads the offsets of the files a marker does not list from the files themselves",
-				tree.MarkerName, f.Name, FormatRanges(claimed, 5), plural(rangesLen(missing), "offset"), FormatRanges(missing, 5), tree.MarkerName)})
+				layout.MarkerName, f.Name, offsets.Format(claimed, 5), plural(offsets.Len(missing), "offset"), offsets.Format(missing, 5), layout.MarkerName)})
 	}
 }
 
@@ -565,7 +561,7 @@ func verifyFile(ctx context.Context, src tree.Source, ref partitionRef, f tree.F
 				vf.FirstOffset = ptr(r.Offset)
 				if r.Offset != f.FirstOffset {
 					problem(KindMisnamed, ptr(pos), ptr(r.Offset), "named for offset %d, but its first record has offset %d: a file's name must be its first offset (restore and the input read it anyway; rename it to %s)",
-						f.FirstOffset, r.Offset, rolling.NamePlain.FileName(r.Offset))
+						f.FirstOffset, r.Offset, layout.NamePlain.FileName(r.Offset))
 				}
 			}
 			vf.Records++
@@ -676,7 +672,7 @@ func peekBaseOffset(ctx context.Context, src tree.Source, ref partitionRef, name
 // crossCheck computes the partition's offsets, gaps and overlaps from its
 // files, and reports overlaps and interleaved files.
 func crossCheck(src tree.Source, pr *PartitionReport) {
-	var all OffsetSet
+	var all offsets.Set
 	type span struct {
 		r    segment.Range
 		file int
@@ -691,7 +687,7 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 	pr.Offsets = jsonRanges(all.Ranges())
 	gaps := all.Holes()
 	pr.Gaps = jsonRanges(gaps)
-	pr.GapOffsets = rangesLen(gaps)
+	pr.GapOffsets = offsets.Len(gaps)
 	if len(gaps) > 0 {
 		damaged := ""
 		for _, f := range pr.Files {
@@ -704,13 +700,13 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 			Message: fmt.Sprintf("%s no file holds (%s): a compacted topic, transactions (a commit or abort marker takes an offset; aborted records are not read) "+
 				"and a backup started at offset_from leave such gaps, and so do lost files (deleted, or never written). "+
 				"If the topic is neither compacted nor transactional, look for the files that held them.%s",
-				plural(pr.GapOffsets, "offset"), FormatRanges(gaps, 5), damaged)})
+				plural(pr.GapOffsets, "offset"), offsets.Format(gaps, 5), damaged)})
 	}
 
 	// Overlaps: sweep the ranges by first offset, keeping those still open.
 	sort.SliceStable(spans, func(i, j int) bool { return spans[i].r.First < spans[j].r.First })
 	type pair struct{ a, b int }
-	shared := map[pair]*OffsetSet{}
+	shared := map[pair]*offsets.Set{}
 	var active []span
 	for _, s := range spans {
 		keep := active[:0]
@@ -726,7 +722,7 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 			}
 			k := pair{min(a.file, s.file), max(a.file, s.file)}
 			if shared[k] == nil {
-				shared[k] = &OffsetSet{}
+				shared[k] = &offsets.Set{}
 			}
 			shared[k].AddRange(segment.Range{First: s.r.First, Last: min(a.r.Last, s.r.Last)})
 		}
@@ -751,7 +747,7 @@ func crossCheck(src tree.Source, pr *PartitionReport) {
 		overlapping[k.b] = true
 		pr.add(Problem{Severity: SeverityWarning, Kind: KindOverlap, File: b, Path: location(src, pr.Topic, pr.Partition, b), Offset: ptr(set.Ranges()[0].First),
 			Message: fmt.Sprintf("%s also in %s (offsets %s): restore and the kafka_backup input use the file read first (after a rebalance a batch may be in two files)",
-				plural(ov.Count, "offset"), a, FormatRanges(set.Ranges(), 5))})
+				plural(ov.Count, "offset"), a, offsets.Format(set.Ranges(), 5))})
 	}
 	// Interleaved: a file starting at or below offsets of a file named
 	// before it, without sharing offsets with it.
@@ -821,5 +817,5 @@ func formatJSONRanges(rs []Range, max int) string {
 	for i, r := range rs {
 		sr[i] = segment.Range{First: r.First, Last: r.Last}
 	}
-	return FormatRanges(sr, max)
+	return offsets.Format(sr, max)
 }

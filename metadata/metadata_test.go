@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -188,7 +189,7 @@ func TestCaptureAndSnapshotter(t *testing.T) {
 	if failed.Load() != 0 || taken.Load() < 3 {
 		t.Fatalf("taken %d failed %d", taken.Load(), failed.Load())
 	}
-	es, err := os.ReadDir(filepath.Join(root, DirName))
+	es, err := os.ReadDir(filepath.Join(root, layout.MetadataDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestCaptureAndSnapshotter(t *testing.T) {
 			t.Errorf("%s is not a snapshot name", e.Name())
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(root, DirName, e.Name()))
+		data, err := os.ReadFile(filepath.Join(root, layout.MetadataDir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +232,7 @@ func TestCaptureAndSnapshotter(t *testing.T) {
 	if failed.Load() != 2 {
 		t.Errorf("failed %d, want 2 (start and shutdown)", failed.Load())
 	}
-	if matches, _ := filepath.Glob(filepath.Join(root, DirName, "*.down.json")); len(matches) != 0 {
+	if matches, _ := filepath.Glob(filepath.Join(root, layout.MetadataDir, "*.down.json")); len(matches) != 0 {
 		t.Errorf("stored %v", matches)
 	}
 }

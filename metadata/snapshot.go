@@ -5,7 +5,7 @@
 // by restore, which creates topics with them and translates the groups'
 // offsets to the offsets the restored records get (OffsetMap).
 //
-// Snapshots are JSON files in the folder DirName below the backup root, one
+// Snapshots are JSON files in the folder layout.MetadataDir below the backup root, one
 // per snapshot time, named by Name; docs/FORMAT.md specifies them.
 package metadata
 
@@ -17,10 +17,6 @@ import (
 	"strings"
 	"time"
 )
-
-// DirName is the folder below the backup root that holds the snapshots. The
-// '@' keeps it apart from topic folders: Kafka topic names never hold it.
-const DirName = "@metadata"
 
 // Format is the version of the snapshot format this package writes; a
 // reader refuses a snapshot of a higher version.

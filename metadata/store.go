@@ -8,19 +8,21 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/kafka-backup/kafka-backup/layout"
 )
 
 // Store keeps snapshot files in a backup tree.
 type Store interface {
-	// Put stores a snapshot file named name (Name) in the tree's DirName
+	// Put stores a snapshot file named name (Name) in the tree's layout.MetadataDir
 	// folder: written under a hidden in-progress name, then renamed, so a
 	// file with a snapshot's name is always whole.
 	Put(ctx context.Context, name string, data []byte) error
 }
 
 // InProgressName is the hidden name a snapshot file has while it is
-// written: ".<name>.inprogress" (the name holds the instance already).
-func InProgressName(name string) string { return "." + name + ".inprogress" }
+// written (layout.SnapshotInProgressName).
+func InProgressName(name string) string { return layout.SnapshotInProgressName(name) }
 
 // LocalStore stores snapshots in <Root>/@metadata on local disk.
 type LocalStore struct {
@@ -30,7 +32,7 @@ type LocalStore struct {
 // Put writes the file under its in-progress name, fsyncs it, renames it to
 // name and fsyncs the folder. It never replaces a file named name.
 func (s LocalStore) Put(_ context.Context, name string, data []byte) error {
-	return writeFile(filepath.Join(s.Root, DirName), name, data)
+	return writeFile(filepath.Join(s.Root, layout.MetadataDir), name, data)
 }
 
 // writeFile writes data to dir/name through a hidden in-progress file.
@@ -75,7 +77,7 @@ func writeFile(dir, name string, data []byte) error {
 // server. destination/ftp.Destination is one.
 type Uploader interface {
 	// PublishMetadata queues the spool file local for upload as
-	// <root>/<DirName>/<name>, as data files are uploaded (a hidden
+	// <root>/<layout.MetadataDir>/<name>, as data files are uploaded (a hidden
 	// temporary name, the size checked, then renamed), and deletes it from
 	// the spool once uploaded. It returns once the file is queued.
 	PublishMetadata(local, name string) error
@@ -97,14 +99,14 @@ const MaxSpooled = 10
 // Put writes the snapshot into the spool and queues its upload, unless
 // MaxSpooled snapshots wait there already.
 func (s SpoolStore) Put(_ context.Context, name string, data []byte) error {
-	dir := filepath.Join(s.Spool, DirName)
+	dir := filepath.Join(s.Spool, layout.MetadataDir)
 	waiting, err := s.waiting()
 	if err != nil {
 		return err
 	}
 	if len(waiting) >= MaxSpooled {
 		return fmt.Errorf("%d snapshots wait in the spool %s for upload (%s the oldest): not taking more until the server takes them; see the FTP upload failures of %s",
-			len(waiting), dir, waiting[0], DirName)
+			len(waiting), dir, waiting[0], layout.MetadataDir)
 	}
 	if err := writeFile(dir, name, data); err != nil {
 		return err
@@ -114,7 +116,7 @@ func (s SpoolStore) Put(_ context.Context, name string, data []byte) error {
 
 // waiting lists the snapshots in the spool, not uploaded yet, sorted.
 func (s SpoolStore) waiting() ([]string, error) {
-	es, err := os.ReadDir(filepath.Join(s.Spool, DirName))
+	es, err := os.ReadDir(filepath.Join(s.Spool, layout.MetadataDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -134,7 +136,7 @@ func (s SpoolStore) waiting() ([]string, error) {
 // Requeue queues the snapshots a previous run left in the spool, not
 // uploaded, and removes the in-progress files it left (never whole).
 func (s SpoolStore) Requeue() error {
-	dir := filepath.Join(s.Spool, DirName)
+	dir := filepath.Join(s.Spool, layout.MetadataDir)
 	names, err := s.waiting()
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -247,7 +248,7 @@ func (ps *partitions) split(batch service.MessageBatch) ([]partBatch, error) {
 		if err != nil {
 			return nil, fmt.Errorf("message %d of the batch: %w; nothing of this batch was written", i, err)
 		}
-		if err := rolling.ValidTopic(topic); err != nil {
+		if err := layout.ValidTopic(topic); err != nil {
 			return nil, fmt.Errorf("message %d of the batch (partition %d, offset %d): %w; nothing of this batch was written", i, partition, rec.Offset, err)
 		}
 		pb := ps.group(topic, partition)

@@ -15,7 +15,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kafka-backup/kafka-backup/inspect"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 	"github.com/kafka-backup/kafka-backup/units"
@@ -390,7 +390,7 @@ func (in *backupInput) finishPartition() {
 	ps := in.cur
 	ps.rd.Close()
 	dups := ps.rd.Duplicates()
-	msg := fmt.Sprintf("kafka_backup input: %s/%d: %d records from %d files, offsets %s", ps.topic, ps.partition, ps.records, ps.files, inspect.FormatRanges(ps.rd.Returned(), 5))
+	msg := fmt.Sprintf("kafka_backup input: %s/%d: %d records from %d files, offsets %s", ps.topic, ps.partition, ps.records, ps.files, offsets.Format(ps.rd.Returned(), 5))
 	if dups > 0 {
 		msg += fmt.Sprintf("; %d duplicates skipped (offsets in two files)", dups)
 	}

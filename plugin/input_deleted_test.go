@@ -12,7 +12,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -26,7 +26,7 @@ func TestInputFileDeletedMidRead(t *testing.T) {
 	recs := inRecords(0, 300, 1_700_000_000_000)
 	backuptest.WriteSegment(t, root, "d", 0, "0", append(append([]segment.Record(nil), recs[:100]...), recs[200:]...), 10, segment.None)
 	backuptest.WriteSegment(t, root, "d", 0, "100", recs[100:200], 10, segment.None)
-	file0 := filepath.Join(rolling.PartitionDir(root, "d", 0), "0")
+	file0 := filepath.Join(layout.PartitionDir(root, "d", 0), "0")
 
 	env := service.NewEnvironment()
 	if err := Register(env); err != nil {

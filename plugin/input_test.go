@@ -18,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
@@ -75,7 +75,7 @@ func sourceTree(t testing.TB) (string, map[int32][]segment.Record) {
 			if f == 1 {
 				part = part[10:]
 			}
-			backuptest.WriteSegment(t, root, "orders", p, rolling.NamePlain.FileName(part[0].Offset), part, 7+f, codecs[(int(p)+f)%len(codecs)])
+			backuptest.WriteSegment(t, root, "orders", p, layout.NamePlain.FileName(part[0].Offset), part, 7+f, codecs[(int(p)+f)%len(codecs)])
 			kept = append(kept, part...)
 			i = j
 		}
@@ -84,7 +84,7 @@ func sourceTree(t testing.TB) (string, map[int32][]segment.Record) {
 	// Partition 0: a misnamed file ("41") holding offsets 40-49 and 60-69,
 	// which two other files hold too.
 	backuptest.WriteSegment(t, root, "orders", 0, "41", want[0][40:60], 100, segment.None)
-	if err := os.WriteFile(filepath.Join(rolling.PartitionDir(root, "orders", 1), ".999.host-1.inprogress"), []byte("partial"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(layout.PartitionDir(root, "orders", 1), ".999.host-1.inprogress"), []byte("partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	backuptest.WriteSegment(t, root, "other", 0, "0", inRecords(0, 5, 0), 5, segment.None)
@@ -335,7 +335,7 @@ func TestInputCorrupt(t *testing.T) {
 	}
 	second = rs[1]
 	data[second+segment.HeaderSize+2] ^= 0xff
-	if err := os.WriteFile(filepath.Join(rolling.PartitionDir(root, "c", 0), "0"), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(layout.PartitionDir(root, "c", 0), "0"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	collect := func(conf string, wait time.Duration) ([]int64, error) {

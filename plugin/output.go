@@ -17,6 +17,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/output"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -287,7 +288,7 @@ func rollingConfig(conf *service.ParsedConfig) (cfg rolling.Config, maxInFlight 
 	if s, err = conf.FieldString(fieldNaming); err != nil {
 		return cfg, 0, err
 	}
-	if cfg.Naming, err = rolling.ParseNaming(s); err != nil {
+	if cfg.Naming, err = layout.ParseNaming(s); err != nil {
 		return cfg, 0, fieldErr(fieldNaming, err)
 	}
 	from, err := conf.FieldIntMap(fieldOffsetFrom)
@@ -320,7 +321,7 @@ func offsetFrom(m map[string]int) (func(string, int32) int64, error) {
 			return nil, fmt.Errorf("%q: %d is negative: give the lowest offset to back up", k, v)
 		}
 		topic, part, hasPart := strings.Cut(k, ":")
-		if err := rolling.ValidTopic(topic); err != nil {
+		if err := layout.ValidTopic(topic); err != nil {
 			return nil, fmt.Errorf("key %q: %w; write a topic or topic:partition", k, err)
 		}
 		if !hasPart {

@@ -3,7 +3,7 @@
 // retention. Per partition only the oldest contiguous run of final files
 // whose newest record is older than a cutoff goes, never a file between two
 // kept ones, and the newest KeepFiles files always stay. Before any file is
-// deleted the partition's rolling.PrunedNote is raised to the partition's
+// deleted the partition's layout.PrunedNote is raised to the partition's
 // new first offset and, on an FTP server, the deleted files' lines are
 // removed from the range marker: a crash in between leaves files the marker
 // no longer claims (read for their offsets, harmless) and files below the
@@ -26,6 +26,7 @@ import (
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
 	"github.com/kafka-backup/kafka-backup/inspect"
 	"github.com/kafka-backup/kafka-backup/internal/ftpconn"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -227,7 +228,7 @@ func prunePartition(ctx context.Context, src tree.Source, p *Partition, opts Opt
 		if opts.Now != nil {
 			now = opts.Now
 		}
-		note := rolling.Pruned{Below: newBelow, Time: now(), Cutoff: opts.Cutoff}
+		note := layout.Pruned{Below: newBelow, Time: now(), Cutoff: opts.Cutoff}
 		if err := ed.storeNote(ctx, p.Topic, p.Partition, note); err != nil {
 			return fmt.Errorf("recording the prune point before deleting anything: %w; nothing was deleted", err)
 		}
@@ -248,7 +249,7 @@ func prunePartition(ctx context.Context, src tree.Source, p *Partition, opts Opt
 			for _, d := range p.Files {
 				p.Bytes += d.Size
 			}
-			return fmt.Errorf("deleting %s: %w; the files below offset %d are pruned (%s), prune again to delete the rest", f.Name, err, newBelow, rolling.PrunedNote)
+			return fmt.Errorf("deleting %s: %w; the files below offset %d are pruned (%s), prune again to delete the rest", f.Name, err, newBelow, layout.PrunedNote)
 		}
 	}
 	// Once more: a writer's marker update that crossed the first may have
@@ -339,7 +340,7 @@ func PruneSnapshots(ctx context.Context, src tree.Source, opts Options) ([]Snaps
 
 // editor changes a tree: the only writes a prune makes.
 type editor interface {
-	storeNote(ctx context.Context, topic string, partition int32, p rolling.Pruned) error
+	storeNote(ctx context.Context, topic string, partition int32, p layout.Pruned) error
 	dropFromMarker(ctx context.Context, topic string, partition int32, names []string) error
 	remove(ctx context.Context, topic string, partition int32, name string) error
 	removeSnapshot(ctx context.Context, name string) error
@@ -360,14 +361,14 @@ func editorOf(src tree.Source, instance string) (editor, error) {
 
 type localEditor struct{ root, instance string }
 
-func (e localEditor) storeNote(_ context.Context, topic string, partition int32, p rolling.Pruned) error {
-	return rolling.StorePruned(rolling.PartitionDir(e.root, topic, partition), e.instance, p)
+func (e localEditor) storeNote(_ context.Context, topic string, partition int32, p layout.Pruned) error {
+	return rolling.StorePruned(layout.PartitionDir(e.root, topic, partition), e.instance, p)
 }
 
 func (localEditor) dropFromMarker(context.Context, string, int32, []string) error { return nil }
 
 func (e localEditor) remove(_ context.Context, topic string, partition int32, name string) error {
-	err := os.Remove(filepath.Join(rolling.PartitionDir(e.root, topic, partition), name))
+	err := os.Remove(filepath.Join(layout.PartitionDir(e.root, topic, partition), name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // deleted since the listing: by another prune
 	}
@@ -375,7 +376,7 @@ func (e localEditor) remove(_ context.Context, topic string, partition int32, na
 }
 
 func (e localEditor) removeSnapshot(_ context.Context, name string) error {
-	err := os.Remove(filepath.Join(e.root, metadata.DirName, name))
+	err := os.Remove(filepath.Join(e.root, layout.MetadataDir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -391,9 +392,9 @@ func (e ftpEditor) dir(topic string, partition int32) string {
 	return path.Join(e.root, topic, fmt.Sprint(partition))
 }
 
-func (e ftpEditor) storeNote(ctx context.Context, topic string, partition int32, p rolling.Pruned) error {
+func (e ftpEditor) storeNote(ctx context.Context, topic string, partition int32, p layout.Pruned) error {
 	return tree.WithFTPConn(ctx, e.src, func(c *jftp.ServerConn) error {
-		return ftp.StoreNote(c, e.dir(topic, partition), rolling.PrunedNote, e.instance, p.Format())
+		return ftp.StoreNote(c, e.dir(topic, partition), layout.PrunedNote, e.instance, p.Format())
 	})
 }
 
@@ -408,7 +409,7 @@ func (e ftpEditor) remove(ctx context.Context, topic string, partition int32, na
 }
 
 func (e ftpEditor) removeSnapshot(ctx context.Context, name string) error {
-	return e.delete(ctx, path.Join(e.root, metadata.DirName, name))
+	return e.delete(ctx, path.Join(e.root, layout.MetadataDir, name))
 }
 
 // delete deletes a file on the server; a file already gone (a reply lost

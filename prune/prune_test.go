@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/prune"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -92,7 +92,7 @@ func TestPrunePartition(t *testing.T) {
 	if err != nil || !ok || note.Below != 20 || !note.Cutoff.Equal(cutoff) {
 		t.Fatalf("note: %+v %v %v", note, ok, err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "t", "1", rolling.PrunedNote)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, "t", "1", layout.PrunedNote)); !os.IsNotExist(err) {
 		t.Fatalf("t/1 pruned nothing but has a note: %v", err)
 	}
 	// Again: nothing more (30 stays between 20 and 40).

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -91,7 +92,7 @@ func (r *run) loadMetadata(ctx context.Context, plan []*topicPlan, sum *Summary)
 		return err
 	}
 	for _, b := range bad {
-		fmt.Fprintf(r.log, "warning: snapshot %s/%s/%s not used: %v\n", r.src, metadata.DirName, b.Name, b.Err)
+		fmt.Fprintf(r.log, "warning: snapshot %s/%s/%s not used: %v\n", r.src, layout.MetadataDir, b.Name, b.Err)
 	}
 	r.meta.snaps = map[string]*metadata.Stored{}
 	sum.Metadata.Snapshots = map[string]string{}
@@ -113,7 +114,7 @@ func (r *run) loadMetadata(ctx context.Context, plan []*topicPlan, sum *Summary)
 	if len(missing) == 0 {
 		return nil
 	}
-	why := fmt.Sprintf("no metadata snapshot%s in %s/%s holds topic %s (the kafka_backup output's metadata block takes them)", until, r.src, metadata.DirName, strings.Join(missing, ", "))
+	why := fmt.Sprintf("no metadata snapshot%s in %s/%s holds topic %s (the kafka_backup output's metadata block takes them)", until, r.src, layout.MetadataDir, strings.Join(missing, ", "))
 	if len(r.cfg.ConsumerGroups) > 0 && len(missing) == len(plan) {
 		return fmt.Errorf("%w: --consumer-groups: %s: restore without --consumer-groups, then reset the groups by timestamp (README, Disaster recovery)", ErrRefused, why)
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kafka-backup/kafka-backup/segment"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/units"
 )
 
@@ -29,12 +29,12 @@ func (s *Summary) Write(w io.Writer) {
 		if p.Files == 0 {
 			fmt.Fprintf(w, "  %s/%d%s: no backup files\n", p.Topic, p.Partition, target)
 		} else {
-			offsets := ""
+			restored := ""
 			if len(p.Restored) > 0 {
-				offsets = ", offsets " + ranges(p.Restored, 5)
+				restored = ", offsets " + offsets.Format(p.Restored, 5)
 			}
 			fmt.Fprintf(w, "  %s/%d%s: %s %s%s (%s of record data); %s, %s read\n",
-				p.Topic, p.Partition, target, plural(p.Records, "record"), verb, offsets, units.FormatBytes(p.Bytes),
+				p.Topic, p.Partition, target, plural(p.Records, "record"), verb, restored, units.FormatBytes(p.Bytes),
 				plural(int64(p.Files), "file"), units.FormatBytes(p.ReadBytes))
 		}
 		var notes []string
@@ -42,7 +42,7 @@ func (s *Summary) Write(w io.Writer) {
 			notes = append(notes, fmt.Sprintf("pruned below offset %d: the older records were deleted from the backup on purpose (kafka-backup prune)", p.PrunedBelow))
 		}
 		if len(p.Gaps) > 0 {
-			notes = append(notes, fmt.Sprintf("gaps: %s (%s no file holds)", ranges(p.Gaps, 5), plural(p.GapOffsets(), "offset")))
+			notes = append(notes, fmt.Sprintf("gaps: %s (%s no file holds)", offsets.Format(p.Gaps, 5), plural(p.GapOffsets(), "offset")))
 		}
 		if p.Duplicates > 0 {
 			notes = append(notes, fmt.Sprintf("%s skipped (overlapping files)", plural(p.Duplicates, "duplicate")))
@@ -106,21 +106,4 @@ func plural(n int64, what string) string {
 		return "1 " + what
 	}
 	return units.FormatCount(n) + " " + what + "s"
-}
-
-// ranges formats offset ranges, at most max of them.
-func ranges(rs []segment.Range, max int) string {
-	var parts []string
-	for i, r := range rs {
-		if i == max {
-			parts = append(parts, fmt.Sprintf("… (%d ranges)", len(rs)))
-			break
-		}
-		if r.First == r.Last {
-			parts = append(parts, fmt.Sprint(r.First))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", r.First, r.Last))
-		}
-	}
-	return strings.Join(parts, ", ")
 }

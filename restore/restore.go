@@ -20,6 +20,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,8 +31,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -185,7 +187,7 @@ type PartitionSummary struct {
 	// Leftovers are the hidden files of the folder, not restored.
 	Leftovers []tree.Leftover
 	// PrunedBelow is where the partition starts after a prune (its
-	// rolling.PrunedNote): the offsets below were deleted on purpose. 0
+	// layout.PrunedNote): the offsets below were deleted on purpose. 0
 	// when never pruned.
 	PrunedBelow int64
 	// Warnings are oddities that did not stop the partition.
@@ -492,7 +494,7 @@ type partState struct {
 	part tree.Partition
 
 	cl       *kgo.Client // the producer for the partition's batch limit
-	seen     offsetSet   // offsets handed to the producer (or planned)
+	seen     offsets.Set // offsets handed to the producer (or planned)
 	started  bool        // --since reached
 	cut      error       // what stopped the partition before its end: re-running goes on (interrupted, stalled, a record too large)
 	cutCause error       // the run's context's cause, when that stopped it
@@ -505,7 +507,7 @@ type partState struct {
 	prodErr  error // produce error of the lowest offset
 	errOff   int64 // that offset
 	failed   atomic.Bool
-	acked    offsetSet          // acknowledged offsets, whatever order the acknowledgements come in
+	acked    offsets.Set        // acknowledged offsets, whatever order the acknowledgements come in
 	omap     metadata.OffsetMap // source offset → target offset of the acknowledged records
 	ackRecs  int64
 	ackBytes int64
@@ -555,7 +557,7 @@ func (r *run) plan(ctx context.Context) ([]*topicPlan, error) {
 			}
 			return nil, fmt.Errorf("%w: --rename %s=%s: topic %s is %s", ErrRefused, from, to, from, why)
 		}
-		if err := rolling.ValidTopic(to); err != nil {
+		if err := layout.ValidTopic(to); err != nil {
 			return nil, fmt.Errorf("%w: --rename %s=%s: %v", ErrRefused, from, to, err)
 		}
 	}
@@ -794,7 +796,7 @@ func (r *run) read(ctx context.Context, ps *partState, rd *tree.PartitionReader)
 					rec.Offset, fmtMillis(rec.Timestamp), fmtMillis(until))
 				return nil
 			}
-			if rec.Offset < ps.seen.max() {
+			if rec.Offset < ps.seen.Max() {
 				ps.sum.OutOfOrder++
 			}
 			if err := r.produce(ctx, ps, rec); err != nil {
@@ -808,7 +810,7 @@ func (r *run) read(ctx context.Context, ps *partState, rd *tree.PartitionReader)
 // the byte and the last offset restored before it.
 func (r *run) readError(ps *partState, err error) error {
 	after := "nothing of this partition was restored before it"
-	if m := ps.seen.max(); m >= 0 {
+	if m := ps.seen.Max(); m >= 0 {
 		after = fmt.Sprintf("the partition is restored up to offset %d", m)
 	}
 	var re *tree.ReadError
@@ -831,7 +833,7 @@ func (r *run) readError(ps *partState, err error) error {
 // (an overlapping file, another backup) holds them. It keeps that offset
 // for the summary's Resume.
 func (r *run) pastDamage(ps *partState, re *tree.ReadError) string {
-	last := max(ps.seen.max(), re.After)
+	last := max(ps.seen.Max(), re.After)
 	next := int64(-1)
 	for _, f := range ps.part.Files {
 		if f.Name != re.File && f.FirstOffset > last && (next < 0 || f.FirstOffset < next) {
@@ -889,15 +891,15 @@ func (r *run) produce(ctx context.Context, ps *partState, rec *segment.Record) e
 		if !r.cfg.DryRun {
 			return errTooLarge
 		}
-		ps.seen.add(rec.Offset) // read, not a gap; not counted as restored
+		ps.seen.Add(rec.Offset) // read, not a gap; not counted as restored
 		return nil
 	}
-	ps.seen.add(rec.Offset)
+	ps.seen.Add(rec.Offset)
 	if r.cfg.DryRun {
 		ps.omap.Add(rec.Offset, ps.base+ps.ackRecs)
 		ps.ackRecs++
 		ps.ackBytes += size
-		ps.acked.add(rec.Offset)
+		ps.acked.Add(rec.Offset)
 		r.records.Add(1)
 		r.recBytes.Add(size)
 		return nil
@@ -937,7 +939,7 @@ func (r *run) produce(ctx context.Context, ps *partState, rec *segment.Record) e
 		ps.omap.Add(off, kr.Offset)
 		ps.ackRecs++
 		ps.ackBytes += size
-		ps.acked.add(off)
+		ps.acked.Add(off)
 		r.records.Add(1)
 		r.recBytes.Add(size)
 	})
@@ -993,8 +995,8 @@ func (ps *partState) finish(cfg *Config) {
 	defer ps.mu.Unlock()
 	ps.sum.Records = ps.ackRecs
 	ps.sum.Bytes = ps.ackBytes
-	ps.sum.Restored = append([]segment.Range(nil), ps.acked.r...)
-	ps.sum.Gaps = ps.seen.holes()
+	ps.sum.Restored = slices.Clone(ps.acked.Ranges())
+	ps.sum.Gaps = ps.seen.Holes()
 	ps.sum.Resume = -1
 	if cfg.DryRun {
 		return
@@ -1002,7 +1004,7 @@ func (ps *partState) finish(cfg *Config) {
 	// resume: the first offset handed over and not acknowledged, or the
 	// record too large, or the next after everything handed over.
 	resume := int64(-1)
-	unacked := ps.seen.minus(&ps.acked)
+	unacked := ps.seen.Minus(&ps.acked)
 	if len(unacked) > 0 {
 		resume = unacked[0].First
 	}
@@ -1033,19 +1035,19 @@ func (ps *partState) finish(cfg *Config) {
 		}
 		return
 	}
-	if resume < 0 && ps.seen.max() >= 0 {
-		resume = ps.seen.max() + 1
+	if resume < 0 && ps.seen.Max() >= 0 {
+		resume = ps.seen.Max() + 1
 	}
 	acked := "nothing of this partition was acknowledged"
-	if len(ps.acked.r) > 0 {
-		acked = "acknowledged: offsets " + ranges(ps.acked.r, 5)
+	if len(ps.acked.Ranges()) > 0 {
+		acked = "acknowledged: offsets " + offsets.Format(ps.acked.Ranges(), 5)
 	}
 	next := fmt.Sprintf("to go on, restore it again with --topic %s --partition %d", ps.sum.Topic, ps.sum.Partition)
 	switch {
 	case resume >= 0:
 		next += fmt.Sprintf(" --from-offset %d", resume)
 		ps.sum.Resume = resume
-		ps.sum.Twice = ps.acked.countFrom(resume)
+		ps.sum.Twice = ps.acked.CountFrom(resume)
 		if ps.sum.Twice > 0 {
 			next += fmt.Sprintf(" (%s acknowledged above it will be restored twice)", plural(ps.sum.Twice, "record"))
 		}
@@ -1064,97 +1066,4 @@ func (ps *partState) finish(cfg *Config) {
 	} else {
 		ps.sum.Err = errors.Join(ps.sum.Err, err)
 	}
-}
-
-// offsetSet is a set of offsets as sorted, disjoint, non-adjacent ranges.
-// Adding offsets in increasing order is O(1).
-type offsetSet struct {
-	r []segment.Range
-}
-
-// max returns the highest offset in the set, or -1.
-func (s *offsetSet) max() int64 {
-	if len(s.r) == 0 {
-		return -1
-	}
-	return s.r[len(s.r)-1].Last
-}
-
-func (s *offsetSet) add(off int64) {
-	n := len(s.r)
-	if n == 0 || off > s.r[n-1].Last {
-		s.r = segment.AppendRange(s.r, segment.Range{First: off, Last: off})
-		return
-	}
-	// i: the first range ending at or after off-1.
-	i := sort.Search(n, func(i int) bool { return s.r[i].Last >= off-1 })
-	if s.r[i].First <= off && off <= s.r[i].Last {
-		return
-	}
-	switch {
-	case s.r[i].Last == off-1:
-		s.r[i].Last = off
-		if i+1 < n && s.r[i+1].First == off+1 {
-			s.r[i].Last = s.r[i+1].Last
-			s.r = append(s.r[:i+1], s.r[i+2:]...)
-		}
-	case s.r[i].First == off+1:
-		s.r[i].First = off
-	default:
-		s.r = append(s.r, segment.Range{})
-		copy(s.r[i+1:], s.r[i:])
-		s.r[i] = segment.Range{First: off, Last: off}
-	}
-}
-
-func (s *offsetSet) contains(off int64) bool {
-	return s.covers(off, off)
-}
-
-// covers reports whether every offset from first to last is in the set.
-func (s *offsetSet) covers(first, last int64) bool {
-	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= first })
-	return i < len(s.r) && s.r[i].First <= first && s.r[i].Last >= last
-}
-
-// minus returns the ranges of s that are not in o.
-func (s *offsetSet) minus(o *offsetSet) []segment.Range {
-	var out []segment.Range
-	j := 0
-	for _, r := range s.r {
-		first := r.First
-		for j < len(o.r) && o.r[j].Last < first {
-			j++
-		}
-		for k := j; k < len(o.r) && o.r[k].First <= r.Last && first <= r.Last; k++ {
-			if o.r[k].First > first {
-				out = append(out, segment.Range{First: first, Last: o.r[k].First - 1})
-			}
-			first = max(first, o.r[k].Last+1)
-		}
-		if first <= r.Last {
-			out = append(out, segment.Range{First: first, Last: r.Last})
-		}
-	}
-	return out
-}
-
-// countFrom returns how many offsets of the set are at or above off.
-func (s *offsetSet) countFrom(off int64) int64 {
-	var n int64
-	for _, r := range s.r {
-		if r.Last >= off {
-			n += r.Last - max(r.First, off) + 1
-		}
-	}
-	return n
-}
-
-// holes returns the ranges between the set's ranges.
-func (s *offsetSet) holes() []segment.Range {
-	var out []segment.Range
-	for i := 1; i < len(s.r); i++ {
-		out = append(out, segment.Range{First: s.r[i-1].Last + 1, Last: s.r[i].First - 1})
-	}
-	return out
 }

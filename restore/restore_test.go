@@ -19,7 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -83,7 +84,7 @@ func varied(first int64, n int) []segment.Record {
 }
 
 // name is the plain final name of a file starting at off.
-func name(off int64) string { return rolling.NamePlain.FileName(off) }
+func name(off int64) string { return layout.NamePlain.FileName(off) }
 
 // cluster starts a one-broker kfake cluster with topics of n partitions.
 func cluster(t testing.TB, n int32, topics ...string) []string {
@@ -184,7 +185,7 @@ func TestRoundTrip(t *testing.T) {
 		want[p] = all
 	}
 	// A leftover and a marker are listed but not restored.
-	os.WriteFile(filepath.Join(rolling.PartitionDir(root, "orders", 0), ".400.h.inprogress"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(layout.PartitionDir(root, "orders", 0), ".400.h.inprogress"), []byte("x"), 0o644)
 	brokers := cluster(t, 3, "orders")
 	sum, err := restore(t, root, brokers, Config{})
 	if err != nil {
@@ -433,8 +434,8 @@ func TestPartitionCount(t *testing.T) {
 		backuptest.WriteSegment(t, root, "wide", p, name(0), recs(0, 2), 3, segment.None)
 	}
 	// Partition folders 4 and 5 exist but hold no final file.
-	os.MkdirAll(rolling.PartitionDir(root, "wide", 4), 0o755)
-	os.MkdirAll(rolling.PartitionDir(root, "wide", 5), 0o755)
+	os.MkdirAll(layout.PartitionDir(root, "wide", 4), 0o755)
+	os.MkdirAll(layout.PartitionDir(root, "wide", 5), 0o755)
 	brokers := cluster(t, 2, "wide")
 	_, err := restore(t, root, brokers, Config{})
 	if !errors.Is(err, ErrRefused) {
@@ -650,7 +651,7 @@ func TestResumeUnordered(t *testing.T) {
 		ps := &partState{sum: PartitionSummary{Topic: "t", Target: "t", Partition: 3}}
 		for off := int64(0); off <= 29; off++ {
 			if off < 10 || off >= 20 { // 10-19: a gap
-				ps.seen.add(off)
+				ps.seen.Add(off)
 			}
 		}
 		return ps
@@ -660,7 +661,7 @@ func TestResumeUnordered(t *testing.T) {
 	ps := newPS()
 	ps.prodErr, ps.errOff = errors.New("producing the record of offset 27: interrupted"), 27
 	for _, off := range []int64{0, 1, 2, 5, 3, 4, 6, 7, 8, 9, 20, 21, 24, 23, 25} {
-		ps.acked.add(off)
+		ps.acked.Add(off)
 		ps.ackRecs++
 	}
 	ps.finish(&Config{})
@@ -673,13 +674,13 @@ func TestResumeUnordered(t *testing.T) {
 	// waited for.
 	ps = newPS()
 	for off := int64(0); off <= 9; off++ {
-		ps.acked.add(off)
+		ps.acked.Add(off)
 	}
-	ps.seen = offsetSet{}
+	ps.seen = offsets.Set{}
 	for off := int64(0); off <= 9; off++ {
-		ps.seen.add(off)
+		ps.seen.Add(off)
 	}
-	ps.seen.add(20)
+	ps.seen.Add(20)
 	ps.cut = errors.New("interrupted")
 	ps.finish(&Config{Since: new(time.Time)})
 	if ps.sum.Resume != 20 || !strings.Contains(ps.sum.Err.Error(), "--from-offset 20 and without --since") {
@@ -762,34 +763,6 @@ func TestInterrupted(t *testing.T) {
 	}
 	if sum == nil || sum.Totals().Records != 0 || part(t, sum, "t", 0).Err == nil {
 		t.Errorf("summary %+v", sum)
-	}
-}
-
-func TestOffsetSet(t *testing.T) {
-	var s offsetSet
-	for _, off := range []int64{5, 6, 7, 1, 3, 2, 10, 9, 8, 20, 0, 4, 15} {
-		s.add(off)
-		s.add(off) // twice: no change
-	}
-	want := []segment.Range{{First: 0, Last: 10}, {First: 15, Last: 15}, {First: 20, Last: 20}}
-	if !reflect.DeepEqual(s.r, want) {
-		t.Fatalf("set %v, want %v", s.r, want)
-	}
-	if !s.covers(3, 9) || s.covers(9, 15) || !s.contains(15) || s.contains(16) || s.contains(-1) || s.max() != 20 {
-		t.Error("covers/contains/max wrong")
-	}
-	if h := s.holes(); !reflect.DeepEqual(h, []segment.Range{{First: 11, Last: 14}, {First: 16, Last: 19}}) {
-		t.Errorf("holes %v", h)
-	}
-	var o offsetSet
-	for _, off := range []int64{0, 1, 2, 5, 9, 10, 20} {
-		o.add(off)
-	}
-	if m := s.minus(&o); !reflect.DeepEqual(m, []segment.Range{{First: 3, Last: 4}, {First: 6, Last: 8}, {First: 15, Last: 15}}) {
-		t.Errorf("minus %v", m)
-	}
-	if n := s.countFrom(9); n != 4 {
-		t.Errorf("countFrom(9) = %d, want 4", n)
 	}
 }
 

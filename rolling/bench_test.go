@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -15,9 +17,9 @@ import (
 type renameDest struct{}
 
 func (renameDest) Publish(_ context.Context, f File) error {
-	return os.Rename(f.Path, f.Path[:len(f.Path)-len(InProgressSuffix)]+".done")
+	return os.Rename(f.Path, f.Path[:len(f.Path)-len(layout.InProgressSuffix)]+".done")
 }
-func (renameDest) Persisted(context.Context, string, int32) ([]Range, error) { return nil, nil }
+func (renameDest) Persisted(context.Context, string, int32) ([]offsets.Range, error) { return nil, nil }
 
 // BenchmarkWriter writes 4 MiB batches of 1 KiB records to one partition with
 // each fsync policy, against a plain os.File.Write of the same bytes.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -218,7 +219,7 @@ func makeRecords(first int64, n, maxValue int, seed uint64) []segment.Record {
 	return recs
 }
 
-func offsets(first, last int64) []int64 {
+func offsetList(first, last int64) []int64 {
 	var out []int64
 	for o := first; o <= last; o++ {
 		out = append(out, o)
@@ -299,7 +300,7 @@ func readFile(t *testing.T, path string) ([]segment.Record, []segment.Compressio
 // name fails the test.
 func partitionFiles(t *testing.T, dir, topic string, partition int32) ([]finalFile, []string) {
 	t.Helper()
-	pdir := rolling.PartitionDir(dir, topic, partition)
+	pdir := layout.PartitionDir(dir, topic, partition)
 	entries, err := os.ReadDir(pdir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -311,11 +312,11 @@ func partitionFiles(t *testing.T, dir, topic string, partition int32) ([]finalFi
 	var inprogress []string
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") && strings.HasSuffix(name, rolling.InProgressSuffix) {
+		if strings.HasPrefix(name, ".") && strings.HasSuffix(name, layout.InProgressSuffix) {
 			inprogress = append(inprogress, name)
 			continue
 		}
-		first, ok := rolling.ParseFileName(name)
+		first, ok := layout.ParseFileName(name)
 		if !ok {
 			t.Fatalf("stray file %s in %s", name, pdir)
 		}
@@ -336,7 +337,7 @@ func partitionFiles(t *testing.T, dir, topic string, partition int32) ([]finalFi
 // no file exceeds maxSize unless it holds one record alone, no offset is in
 // two files, and no in-progress file is left. It returns every record, sorted
 // by offset.
-func checkPartition(t *testing.T, dir, topic string, partition int32, naming rolling.Naming, maxSize int64) ([]segment.Record, []finalFile) {
+func checkPartition(t *testing.T, dir, topic string, partition int32, naming layout.Naming, maxSize int64) ([]segment.Record, []finalFile) {
 	t.Helper()
 	finals, inprogress := partitionFiles(t, dir, topic, partition)
 	if len(inprogress) > 0 {

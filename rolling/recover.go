@@ -8,9 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -48,25 +49,6 @@ func pathID(path string) (fileID, error) {
 	return fileID{uint64(st.Dev), uint64(st.Ino)}, nil
 }
 
-// ParseInProgressName splits ".<final>.<instance>.inprogress".
-func ParseInProgressName(name string) (final, instance string, ok bool) {
-	if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, InProgressSuffix) {
-		return "", "", false
-	}
-	rest := strings.TrimSuffix(name[1:], InProgressSuffix)
-	// The final name is digits, or 20 digits and ".log"; the instance has no
-	// dots.
-	i := strings.LastIndexByte(rest, '.')
-	if i < 0 {
-		return "", "", false
-	}
-	final, instance = rest[:i], rest[i+1:]
-	if _, ok := ParseFileName(final); !ok || instance == "" {
-		return "", "", false
-	}
-	return final, instance, true
-}
-
 // recoverAll finalizes the in-progress files below Dir that no live writer
 // holds: what a crashed writer left. Each is cut back to its last complete
 // batch (a torn tail was never acknowledged) and handed to the destination
@@ -83,7 +65,7 @@ func (w *Writer) recoverAll(ctx context.Context) error {
 	}
 	var errs []error
 	for _, t := range topics {
-		if !t.IsDir() || ValidTopic(t.Name()) != nil {
+		if !t.IsDir() || layout.ValidTopic(t.Name()) != nil {
 			continue
 		}
 		parts, err := os.ReadDir(filepath.Join(w.cfg.Dir, t.Name()))
@@ -105,15 +87,15 @@ func (w *Writer) recoverAll(ctx context.Context) error {
 }
 
 func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) error {
-	dir := PartitionDir(w.cfg.Dir, topic, id)
+	dir := layout.PartitionDir(w.cfg.Dir, topic, id)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
-	var persisted *rangeSet
+	var persisted *offsets.Set
 	var errs []error
 	for _, e := range entries {
-		if _, inst, ok := ParseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
+		if _, inst, ok := layout.ParseInProgressName(e.Name()); !ok || inst == w.cfg.Instance || !e.Type().IsRegular() {
 			continue
 		}
 		if persisted == nil {
@@ -121,11 +103,7 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 			if err != nil {
 				return fmt.Errorf("recovering in-progress files of %s/%d: %w", topic, id, err)
 			}
-			s := newRangeSet()
-			for _, r := range rs {
-				s.add(r)
-			}
-			persisted = &s
+			persisted = offsets.SetOf(rs)
 		}
 		if err := w.recoverFile(ctx, topic, id, filepath.Join(dir, e.Name()), persisted); err != nil {
 			errs = append(errs, err)
@@ -134,7 +112,7 @@ func (w *Writer) recoverPartition(ctx context.Context, topic string, id int32) e
 	return errors.Join(errs...)
 }
 
-func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path string, persisted *rangeSet) error {
+func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path string, persisted *offsets.Set) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // its live writer (another instance) finalized it since the listing
@@ -178,7 +156,7 @@ func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path s
 	covered := true
 	for _, r := range span.Ranges {
 		for o := r.First; o <= r.Last && covered; o++ {
-			covered = persisted.contains(o)
+			covered = persisted.Contains(o)
 		}
 	}
 	if covered {
@@ -194,7 +172,7 @@ func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path s
 		return fmt.Errorf("finalizing recovered %s as %s: %w", path, file.Name, err)
 	}
 	for _, r := range span.Ranges {
-		persisted.add(r)
+		persisted.AddRange(r)
 	}
 	w.obs.Finalized(file)
 	return nil

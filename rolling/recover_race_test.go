@@ -4,6 +4,8 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+
+	"github.com/kafka-backup/kafka-backup/layout"
 )
 
 // TestRecoverFileFinalizedMeanwhile: an instance lists a partition folder
@@ -12,7 +14,7 @@ import (
 // normal work, not an error (TestE2EScaleOutLocal logged it at error level
 // and failed).
 func TestRecoverFileFinalizedMeanwhile(t *testing.T) {
-	gone := filepath.Join(t.TempDir(), InProgressName("219", "other-instance"))
+	gone := filepath.Join(t.TempDir(), layout.InProgressName("219", "other-instance"))
 	if err := (&Writer{}).recoverFile(context.Background(), "t", 0, gone, nil); err != nil {
 		t.Fatalf("a file finalized by its live writer since the listing: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -25,7 +26,7 @@ func crashedFile(t *testing.T, dir, instance string, recs []segment.Record, torn
 		extra, _ := e.AppendBatch(nil, []segment.Record{{Offset: recs[len(recs)-1].Offset + 1, Value: []byte("never acknowledged")}}, 1<<30)
 		data = append(data, extra[:len(extra)/2]...)
 	}
-	path := filepath.Join(dir, rolling.InProgressName(rolling.NamePlain.FileName(recs[0].Offset), instance))
+	path := filepath.Join(dir, layout.InProgressName(layout.NamePlain.FileName(recs[0].Offset), instance))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -37,15 +38,15 @@ func crashedFile(t *testing.T, dir, instance string, recs []segment.Record, torn
 
 func TestRecoverCrashedFiles(t *testing.T) {
 	root := t.TempDir()
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	recs := makeRecords(0, 45, 100, 3)
 	crashedFile(t, pdir, "dead-1", recs[:25], true)
 	crashedFile(t, pdir, "dead-2", recs[25:], false)
 	// Half a batch and nothing else: nothing in it was acknowledged.
-	crashedFile(t, rolling.PartitionDir(root, "t", 1), "dead-3", []segment.Record{{Offset: 7}}, true)
-	os.Truncate(filepath.Join(rolling.PartitionDir(root, "t", 1), rolling.InProgressName("7", "dead-3")), 20)
+	crashedFile(t, layout.PartitionDir(root, "t", 1), "dead-3", []segment.Record{{Offset: 7}}, true)
+	os.Truncate(filepath.Join(layout.PartitionDir(root, "t", 1), layout.InProgressName("7", "dead-3")), 20)
 	// A file a live writer holds is not touched.
-	live := crashedFile(t, rolling.PartitionDir(root, "t", 2), "live-1", recs[:5], false)
+	live := crashedFile(t, layout.PartitionDir(root, "t", 2), "live-1", recs[:5], false)
 	f, err := os.Open(live)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +62,7 @@ func TestRecoverCrashedFiles(t *testing.T) {
 	write(t, w, "t", 0, recs)
 	closeWriter(t, w)
 
-	got, finals := checkPartition(t, root, "t", 0, rolling.NamePlain, 1<<30)
+	got, finals := checkPartition(t, root, "t", 0, layout.NamePlain, 1<<30)
 	checkRecords(t, got, recs)
 	if len(finals) != 2 {
 		t.Fatalf("files %v, want the two recovered ones", fileNames(finals))
@@ -69,7 +70,7 @@ func TestRecoverCrashedFiles(t *testing.T) {
 	if n := rec.countReason(rolling.ReasonRecovered); n != 2 {
 		t.Fatalf("%d files finalized as recovered, want 2", n)
 	}
-	if entries, _ := os.ReadDir(rolling.PartitionDir(root, "t", 1)); len(entries) != 0 {
+	if entries, _ := os.ReadDir(layout.PartitionDir(root, "t", 1)); len(entries) != 0 {
 		t.Fatalf("an in-progress file with no complete batch was kept: %v", entries)
 	}
 	if _, err := os.Stat(live); err != nil {

@@ -11,18 +11,13 @@ import (
 	"sort"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
-// RecreatedNote is the file a Writer leaves in a partition folder it refuses
-// because the topic was deleted and recreated: records arrived at offsets the
-// folder's files hold, with other contents. It says what was found and what
-// to do. While it is there, the Writer refuses the partition; verify reports
-// it as an error.
-const RecreatedNote = ".kafka-backup.recreated"
-
 // ErrRecreated is wrapped by the error of a Write refused because the
-// partition's topic was deleted and recreated (see RecreatedNote).
+// partition's topic was deleted and recreated (see layout.RecreatedNote).
 var ErrRecreated = errors.New("the topic was deleted and recreated")
 
 // RecordSource is a Destination that can read back one record it holds. The
@@ -36,14 +31,14 @@ type RecordSource interface {
 }
 
 // NoteKeeper is a Destination whose final files are not in the Writer's
-// folder (FTP): it keeps the RecreatedNote beside them too, where verify
+// folder (FTP): it keeps the layout.RecreatedNote beside them too, where verify
 // looks.
 type NoteKeeper interface {
 	// Folder names the partition's folder at the destination, for messages.
 	Folder(topic string, partition int32) string
-	// KeepNote stores note as RecreatedNote in the partition's folder.
+	// KeepNote stores note as layout.RecreatedNote in the partition's folder.
 	KeepNote(ctx context.Context, topic string, partition int32, note []byte) error
-	// Note returns the RecreatedNote of the partition's folder, and false
+	// Note returns the layout.RecreatedNote of the partition's folder, and false
 	// when it has none.
 	Note(ctx context.Context, topic string, partition int32) ([]byte, bool, error)
 }
@@ -98,15 +93,15 @@ func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segmen
 		"check that the consumer group has no committed offset for the topic beyond its new end offset (reset it to the earliest offset if so), and start again: "+
 		"the new topic is then backed up from its first offset",
 		p.topic, p.id, ErrRecreated, rec.Offset, formatMillis(rec.Timestamp), len(rec.Value), where, formatMillis(stored.Timestamp), len(stored.Value),
-		folders, RecreatedNote)
+		folders, layout.RecreatedNote)
 	p.refused = refusal
 	note := []byte(fmt.Sprintf("%s\n%s\n", time.Now().UTC().Format(time.RFC3339), refusal))
-	if err := os.WriteFile(filepath.Join(p.dir, RecreatedNote), note, 0o644); err != nil {
-		w.obs.Error(fmt.Errorf("%s/%d: writing %s: %w", p.topic, p.id, RecreatedNote, err))
+	if err := os.WriteFile(filepath.Join(p.dir, layout.RecreatedNote), note, 0o644); err != nil {
+		w.obs.Error(fmt.Errorf("%s/%d: writing %s: %w", p.topic, p.id, layout.RecreatedNote, err))
 	}
 	if keeps {
 		if err := nk.KeepNote(ctx, p.topic, p.id, note); err != nil {
-			w.obs.Error(fmt.Errorf("%s/%d: storing %s in %s (verify of the server will not see the refusal): %w", p.topic, p.id, RecreatedNote, nk.Folder(p.topic, p.id), err))
+			w.obs.Error(fmt.Errorf("%s/%d: storing %s in %s (verify of the server will not see the refusal): %w", p.topic, p.id, layout.RecreatedNote, nk.Folder(p.topic, p.id), err))
 		}
 	}
 	w.obs.Refused(p.topic, p.id, refusal)
@@ -114,9 +109,9 @@ func (w *Writer) checkRedelivered(ctx context.Context, p *partition, rec *segmen
 }
 
 // loadNote refuses p when its folder, or its folder at the destination (a
-// NoteKeeper), holds a RecreatedNote from an earlier run.
+// NoteKeeper), holds a layout.RecreatedNote from an earlier run.
 func (w *Writer) loadNote(ctx context.Context, p *partition) error {
-	where := filepath.Join(p.dir, RecreatedNote)
+	where := filepath.Join(p.dir, layout.RecreatedNote)
 	data, err := os.ReadFile(where)
 	if errors.Is(err, fs.ErrNotExist) {
 		nk, ok := w.cfg.Destination.(NoteKeeper)
@@ -128,18 +123,18 @@ func (w *Writer) loadNote(ctx context.Context, p *partition) error {
 		if err != nil {
 			// The destination cannot be reached: go on with what the
 			// spool knows, as Persisted does.
-			w.obs.Error(fmt.Errorf("%s/%d: reading %s in %s: %w; going on without it", p.topic, p.id, RecreatedNote, nk.Folder(p.topic, p.id), err))
+			w.obs.Error(fmt.Errorf("%s/%d: reading %s in %s: %w; going on without it", p.topic, p.id, layout.RecreatedNote, nk.Folder(p.topic, p.id), err))
 			return nil
 		}
 		if !found {
 			return nil
 		}
-		where = nk.Folder(p.topic, p.id) + "/" + RecreatedNote
+		where = nk.Folder(p.topic, p.id) + "/" + layout.RecreatedNote
 	} else if err != nil {
-		return fmt.Errorf("%s/%d: reading %s: %w", p.topic, p.id, RecreatedNote, err)
+		return fmt.Errorf("%s/%d: reading %s: %w", p.topic, p.id, layout.RecreatedNote, err)
 	}
 	p.refused = fmt.Errorf("%s/%d: %w: %s says so (%s). Once the old backup is moved out of the backup location, delete %s and start again",
-		p.topic, p.id, ErrRecreated, where, bytes.TrimSpace(data), RecreatedNote)
+		p.topic, p.id, ErrRecreated, where, bytes.TrimSpace(data), layout.RecreatedNote)
 	w.obs.Refused(p.topic, p.id, p.refused)
 	return nil
 }
@@ -181,7 +176,7 @@ func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (seg
 	}
 	var below []named
 	for _, e := range entries {
-		if first, ok := ParseFileName(e.Name()); ok && first <= off && e.Type().IsRegular() {
+		if first, ok := layout.ParseFileName(e.Name()); ok && first <= off && e.Type().IsRegular() {
 			below = append(below, named{e.Name(), first})
 		}
 	}
@@ -218,7 +213,7 @@ func (w *Writer) storedRecord(ctx context.Context, p *partition, off int64) (seg
 	return segment.Record{}, "", nil
 }
 
-func covers(rs []Range, off int64) bool {
+func covers(rs []offsets.Range, off int64) bool {
 	for _, r := range rs {
 		if r.First <= off && off <= r.Last {
 			return true

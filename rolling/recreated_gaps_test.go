@@ -11,6 +11,8 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -25,26 +27,26 @@ type remoteDest struct {
 }
 
 func (d *remoteDest) Publish(_ context.Context, f rolling.File) error {
-	dir := rolling.PartitionDir(d.root, f.Topic, f.Partition)
+	dir := layout.PartitionDir(d.root, f.Topic, f.Partition)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	return os.Rename(f.Path, filepath.Join(dir, f.Name))
 }
 
-func (d *remoteDest) Persisted(_ context.Context, topic string, partition int32) ([]rolling.Range, error) {
-	return local.FinalRanges(rolling.PartitionDir(d.root, topic, partition))
+func (d *remoteDest) Persisted(_ context.Context, topic string, partition int32) ([]offsets.Range, error) {
+	return local.FinalRanges(layout.PartitionDir(d.root, topic, partition))
 }
 
 func (d *remoteDest) StoredRecord(_ context.Context, topic string, partition int32, off int64) (segment.Record, bool, error) {
 	d.reads.Add(1)
-	dir := rolling.PartitionDir(d.root, topic, partition)
+	dir := layout.PartitionDir(d.root, topic, partition)
 	es, err := os.ReadDir(dir)
 	if err != nil {
 		return segment.Record{}, false, nil
 	}
 	for _, e := range es {
-		if _, ok := rolling.ParseFileName(e.Name()); !ok {
+		if _, ok := layout.ParseFileName(e.Name()); !ok {
 			continue
 		}
 		f, err := os.Open(filepath.Join(dir, e.Name()))
@@ -159,8 +161,8 @@ func TestRecreatedTopicOverInterleavedBackup(t *testing.T) {
 // (a spool journal or a marker naming files the server no longer has).
 type claimingDest struct{ remoteDest }
 
-func (d *claimingDest) Persisted(context.Context, string, int32) ([]rolling.Range, error) {
-	return []rolling.Range{{First: 0, Last: 999}}, nil
+func (d *claimingDest) Persisted(context.Context, string, int32) ([]offsets.Range, error) {
+	return []offsets.Range{{First: 0, Last: 999}}, nil
 }
 
 // TestRedeliveryNotFoundIsBounded: records delivered again at offsets the

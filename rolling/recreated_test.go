@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -69,7 +70,7 @@ func TestRecreatedTopicIsRefused(t *testing.T) {
 			}
 			write(t, w2, "other", 0, makeRecords(0, 10, 50, 23)) // other partitions go on
 			closeWriter(t, w2)
-			note := filepath.Join(dir, "r", "0", rolling.RecreatedNote)
+			note := filepath.Join(dir, "r", "0", layout.RecreatedNote)
 			aside := filepath.Join(t.TempDir(), "note")
 			if err := os.Rename(note, aside); err != nil {
 				t.Fatalf("no note: %v", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 )
 
@@ -30,7 +31,7 @@ func TestRemovedFolderWhileWriting(t *testing.T) {
 	if len(finals) == 0 || len(open) != 1 {
 		t.Fatalf("%d final files and in-progress %v before the removal, want some and one", len(finals), open)
 	}
-	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 0)); err != nil {
+	if err := os.RemoveAll(layout.PartitionDir(dir, "t", 0)); err != nil {
 		t.Fatal(err)
 	}
 	next := makeRecords(60, 10, 50, 4)
@@ -43,7 +44,7 @@ func TestRemovedFolderWhileWriting(t *testing.T) {
 	write(t, w, "t", 0, next)
 	write(t, w, "t", 0, append(first, next...))
 	closeWriter(t, w)
-	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	got, _ := checkPartition(t, dir, "t", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, append(first, next...))
 }
 
@@ -56,14 +57,14 @@ func TestRemovedFolderBeforeRoll(t *testing.T) {
 	w := newWriter(t, cfg)
 	recs := makeRecords(100, 30, 50, 5)
 	write(t, w, "t", 2, recs)
-	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 2)); err != nil {
+	if err := os.RemoveAll(layout.PartitionDir(dir, "t", 2)); err != nil {
 		t.Fatal(err)
 	}
 	err := w.Close(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "removed") {
 		t.Fatalf("Close: %v, want an error saying the file was removed", err)
 	}
-	got, finals := checkPartition(t, dir, "t", 2, rolling.NamePlain, cfg.MaxSize)
+	got, finals := checkPartition(t, dir, "t", 2, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs)
 	if len(finals) != 1 || finals[0].name != "100" {
 		t.Fatalf("files %v, want one named 100", fileNames(finals))
@@ -84,7 +85,7 @@ func TestRemovedFileReplaced(t *testing.T) {
 	if len(open) != 1 {
 		t.Fatalf("in-progress %v, want one", open)
 	}
-	path := rolling.PartitionDir(dir, "t", 0) + "/" + open[0]
+	path := layout.PartitionDir(dir, "t", 0) + "/" + open[0]
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestRemovedFileReplaced(t *testing.T) {
 	}
 	write(t, w, "t", 0, makeRecords(10, 5, 50, 7))
 	closeWriter(t, w)
-	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	got, _ := checkPartition(t, dir, "t", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, append(makeRecords(0, 10, 50, 6), makeRecords(10, 5, 50, 7)...))
 }
 
@@ -125,7 +126,7 @@ func TestRemovedFolderFinalFilesReported(t *testing.T) {
 		_, open := partitionFiles(t, dir, "t", 0)
 		return len(open) == 0
 	})
-	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 0)); err != nil {
+	if err := os.RemoveAll(layout.PartitionDir(dir, "t", 0)); err != nil {
 		t.Fatal(err)
 	}
 	err := w.Write(context.Background(), "t", 0, makeRecords(60, 10, 50, 4))
@@ -150,7 +151,7 @@ func TestRemovedFolderOpenAndFinalReported(t *testing.T) {
 	if len(finals) == 0 || len(open) != 1 {
 		t.Fatalf("%d final files and in-progress %v, want some and one", len(finals), open)
 	}
-	if err := os.RemoveAll(rolling.PartitionDir(dir, "t", 0)); err != nil {
+	if err := os.RemoveAll(layout.PartitionDir(dir, "t", 0)); err != nil {
 		t.Fatal(err)
 	}
 	err := w.Write(context.Background(), "t", 0, makeRecords(60, 10, 50, 4))
@@ -186,7 +187,7 @@ func (d *removingDest) Publish(ctx context.Context, f rolling.File) error {
 func TestRemovedFolderDuringRoll(t *testing.T) {
 	dir := t.TempDir()
 	cfg := baseConfig(dir, newRecorder())
-	cfg.Destination = &removingDest{Destination: local.New(dir), dir: rolling.PartitionDir(dir, "t", 0)}
+	cfg.Destination = &removingDest{Destination: local.New(dir), dir: layout.PartitionDir(dir, "t", 0)}
 	w := newWriter(t, cfg)
 	write(t, w, "t", 0, makeRecords(0, 30, 50, 5))
 	err := w.Close(context.Background())
@@ -207,7 +208,7 @@ func TestRemovedFolderSaveFailsThenPasses(t *testing.T) {
 	w := newWriter(t, cfg)
 	first := makeRecords(0, 10, 50, 8)
 	write(t, w, "t", 0, first)
-	pdir := rolling.PartitionDir(dir, "t", 0)
+	pdir := layout.PartitionDir(dir, "t", 0)
 	if err := os.RemoveAll(pdir); err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +233,6 @@ func TestRemovedFolderSaveFailsThenPasses(t *testing.T) {
 		t.Fatalf("Write once the path is free: %v", err)
 	}
 	closeWriter(t, w)
-	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	got, _ := checkPartition(t, dir, "t", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, append(first, next...))
 }

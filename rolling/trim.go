@@ -8,15 +8,17 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
 // NamingOf returns the naming a final file name uses.
-func NamingOf(name string) Naming {
+func NamingOf(name string) layout.Naming {
 	if strings.HasSuffix(name, ".log") {
-		return NameKafka
+		return layout.NameKafka
 	}
-	return NamePlain
+	return layout.NamePlain
 }
 
 // TrimCovered rewrites the finished file f.Path without its batches whose
@@ -28,7 +30,7 @@ func NamingOf(name string) Naming {
 // itself. ok is false when every batch was covered and f.Path was deleted. A
 // batch only partly covered is kept whole: nothing is lost. When no batch is
 // covered, f is returned untouched.
-func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
+func TrimCovered(f File, covered func(offsets.Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
 	return trimCovered(f, covered, pathFor, false)
 }
 
@@ -36,11 +38,11 @@ func TrimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 // is written again with its records whose offsets covered does not report:
 // for a file whose name is taken by another writer's file that ends inside
 // its first batch, which keeping that batch whole would never let go.
-func TrimCoveredRecords(f File, covered func(Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
+func TrimCoveredRecords(f File, covered func(offsets.Range) bool, pathFor func(name string) string) (trimmed File, ok bool, err error) {
 	return trimCovered(f, covered, pathFor, true)
 }
 
-func trimCovered(f File, covered func(Range) bool, pathFor func(name string) string, records bool) (trimmed File, ok bool, err error) {
+func trimCovered(f File, covered func(offsets.Range) bool, pathFor func(name string) string, records bool) (trimmed File, ok bool, err error) {
 	in, err := os.Open(f.Path)
 	if err != nil {
 		return f, false, err
@@ -65,12 +67,12 @@ func trimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 			os.Remove(tmpPath)
 			return f, false, fmt.Errorf("reading %s: %w", f.Path, err)
 		}
-		r := Range{First: b.BaseOffset, Last: b.LastOffset}
+		r := offsets.Range{First: b.BaseOffset, Last: b.LastOffset}
 		if covered(r) {
 			dropped++
 			continue
 		}
-		raw, rs, n, cut, err := b.Raw(), []Range{r}, int(b.NumRecords), false, error(nil)
+		raw, rs, n, cut, err := b.Raw(), []offsets.Range{r}, int(b.NumRecords), false, error(nil)
 		if records {
 			raw, rs, n, cut, err = uncovered(b, covered)
 		}
@@ -92,7 +94,7 @@ func trimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 			return f, false, fmt.Errorf("writing %s: %w", tmpPath, err)
 		}
 		for _, r := range rs {
-			t.Ranges = segment.AppendRange(t.Ranges, r)
+			t.Ranges = offsets.Append(t.Ranges, r)
 		}
 		t.LastOffset = rs[len(rs)-1].Last
 		t.Records += int64(n)
@@ -142,15 +144,15 @@ func trimCovered(f File, covered func(Range) bool, pathFor func(name string) str
 // uncovered returns batch b as it is when covered reports none of its
 // records' offsets, else its other records encoded again: raw, the batches'
 // ranges and the number of records, and cut true.
-func uncovered(b *segment.Batch, covered func(Range) bool) (raw []byte, rs []Range, n int, cut bool, err error) {
-	whole := []Range{{First: b.BaseOffset, Last: b.LastOffset}}
+func uncovered(b *segment.Batch, covered func(offsets.Range) bool) (raw []byte, rs []offsets.Range, n int, cut bool, err error) {
+	whole := []offsets.Range{{First: b.BaseOffset, Last: b.LastOffset}}
 	recs, err := b.Records()
 	if err != nil {
 		return nil, nil, 0, false, err
 	}
 	keep := recs[:0:0]
 	for _, r := range recs {
-		if !covered(Range{First: r.Offset, Last: r.Offset}) {
+		if !covered(offsets.Range{First: r.Offset, Last: r.Offset}) {
 			keep = append(keep, r)
 		}
 	}
@@ -167,7 +169,7 @@ func uncovered(b *segment.Batch, covered func(Range) bool) (raw []byte, rs []Ran
 		if k == 0 {
 			return nil, nil, 0, false, fmt.Errorf("encoding again the records of the batch at offset %d", b.BaseOffset)
 		}
-		rs = append(rs, Range{First: left[0].Offset, Last: left[k-1].Offset})
+		rs = append(rs, offsets.Range{First: left[0].Offset, Last: left[k-1].Offset})
 		left = left[k:]
 	}
 	return raw, rs, len(keep), true, nil

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -25,15 +26,16 @@ func TestTrimCoveredRecords(t *testing.T) {
 	if n != len(recs) {
 		t.Fatalf("one batch holds %d records", n)
 	}
-	held := []rolling.Range{{First: 0, Last: 39}}
-	covered := func(r rolling.Range) bool { return rolling.Covers(held, r) }
+	held := []offsets.Range{{First: 0, Last: 39}}
+	hs := offsets.SetOf(held)
+	covered := func(r offsets.Range) bool { return hs.Covers(r.First, r.Last) }
 	for _, byRecord := range []bool{false, true} {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "0")
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		f := rolling.File{Path: p, Name: "0", Records: 100, Ranges: []rolling.Range{{First: 0, Last: 99}}}
+		f := rolling.File{Path: p, Name: "0", Records: 100, Ranges: []offsets.Range{{First: 0, Last: 99}}}
 		trim := rolling.TrimCovered
 		if byRecord {
 			trim = rolling.TrimCoveredRecords
@@ -46,7 +48,7 @@ func TestTrimCoveredRecords(t *testing.T) {
 		if byRecord {
 			want, wantName = recs[40:], "40"
 		}
-		if tf.Name != wantName || tf.Records != int64(len(want)) || !reflect.DeepEqual(tf.Ranges, []rolling.Range{{First: want[0].Offset, Last: 99}}) {
+		if tf.Name != wantName || tf.Records != int64(len(want)) || !reflect.DeepEqual(tf.Ranges, []offsets.Range{{First: want[0].Offset, Last: 99}}) {
 			t.Fatalf("byRecord %v: trimmed to %s, %d records, %v", byRecord, tf.Name, tf.Records, tf.Ranges)
 		}
 		fh, err := os.Open(tf.Path)

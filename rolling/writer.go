@@ -3,7 +3,7 @@
 // record, rolled by size, idle time and age. It is plain Go with no Benthos
 // in it; the output package feeds it.
 //
-// A file is written under a hidden in-progress name (InProgressName) and
+// A file is written under a hidden in-progress name (layout.InProgressName) and
 // handed to a Destination when it rolls. Write returns only once the records
 // are in the in-progress file (and fsynced, if the Fsync policy says so), so
 // a caller may acknowledge them as soon as Write returns nil.
@@ -17,11 +17,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -90,7 +91,7 @@ type File struct {
 	MinTimestamp int64
 	// Ranges are the offsets the file's batches cover, contiguous batches
 	// merged. The file holds no offset outside them.
-	Ranges         []Range
+	Ranges         []offsets.Range
 	Reason         Reason
 	Fsync          bool // whether the destination must fsync what it makes of it
 	Opened, Closed time.Time
@@ -106,7 +107,7 @@ type Destination interface {
 	// partition. The Writer calls it when it first sees a partition and skips
 	// records inside those ranges, so a replay never puts an offset in two
 	// final files.
-	Persisted(ctx context.Context, topic string, partition int32) ([]Range, error)
+	Persisted(ctx context.Context, topic string, partition int32) ([]offsets.Range, error)
 }
 
 // Observer is told what the Writer does, for logs and metrics. Its methods
@@ -138,7 +139,7 @@ type Config struct {
 	MaxAge      time.Duration // a file rolls this long after it opened; 0 is no limit
 	Fsync       Fsync
 	Compression segment.Compression
-	Naming      Naming
+	Naming      layout.Naming
 	// OffsetFrom returns the lowest offset to back up for a partition; nil
 	// backs up everything.
 	OffsetFrom  func(topic string, partition int32) int64
@@ -180,15 +181,15 @@ type partition struct {
 	topic     string
 	id        int32
 	dir       string
-	loaded    bool     // persisted ranges read from the destination
-	written   rangeSet // offsets in files, rolled or open, this run or before
+	loaded    bool        // persisted ranges read from the destination
+	written   offsets.Set // offsets in files, rolled or open, this run or before
 	from      int64
 	unpubl    []File // rolled but not yet accepted by the destination
 	retryAt   time.Time
 	retryWait time.Duration
 	warnedOOO bool
 	// refused, when set, is why every Write to p fails: its topic was
-	// recreated (RecreatedNote).
+	// recreated (layout.RecreatedNote).
 	refused error
 	// runNext is the offset after the last record skipped as persisted,
 	// or -1 once a record is written: a record skipped below it (or after
@@ -344,9 +345,9 @@ func (w *Writer) Write(ctx context.Context, topic string, partition int32, recs 
 			// Only offsets of batches now in the file count as written: a
 			// gap between two writes may be filled by a later, out-of-order
 			// write.
-			r := Range{First: recs[0].Offset, Last: recs[k-1].Offset}
-			p.written.add(r)
-			p.cur.Ranges = segment.AppendRange(p.cur.Ranges, r)
+			r := offsets.Range{First: recs[0].Offset, Last: recs[k-1].Offset}
+			p.written.AddRange(r)
+			p.cur.Ranges = offsets.Append(p.cur.Ranges, r)
 			n += k
 			bytes += len(e.buf)
 			recs = recs[k:]
@@ -546,7 +547,7 @@ func (w *Writer) filter(ctx context.Context, p *partition, recs []segment.Record
 // written reports whether off is already in a file of p: one that rolled or
 // the open one.
 func (w *Writer) written(p *partition, off int64) bool {
-	return p.written.contains(off)
+	return p.written.Contains(off)
 }
 
 func (w *Writer) isClosed() bool {
@@ -565,13 +566,13 @@ func (w *Writer) partition(topic string, id int32) (*partition, error) {
 	if p := w.parts[k]; p != nil {
 		return p, nil
 	}
-	if err := ValidTopic(topic); err != nil {
+	if err := layout.ValidTopic(topic); err != nil {
 		return nil, err
 	}
 	if id < 0 {
 		return nil, fmt.Errorf("partition %d of topic %q is negative", id, topic)
 	}
-	p := &partition{topic: topic, id: id, dir: PartitionDir(w.cfg.Dir, topic, id), written: newRangeSet(), runNext: -1}
+	p := &partition{topic: topic, id: id, dir: layout.PartitionDir(w.cfg.Dir, topic, id), runNext: -1}
 	if w.cfg.OffsetFrom != nil {
 		p.from = w.cfg.OffsetFrom(topic, id)
 	}
@@ -592,7 +593,7 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 		return fmt.Errorf("reading which offsets of %s/%d are already backed up: %w", p.topic, p.id, err)
 	}
 	for _, r := range ranges {
-		p.written.add(r)
+		p.written.AddRange(r)
 	}
 	if err := w.loadNote(ctx, p); err != nil {
 		return err
@@ -603,7 +604,7 @@ func (w *Writer) load(ctx context.Context, p *partition) error {
 
 func (w *Writer) open(ctx context.Context, p *partition, first int64, now time.Time) error {
 	name := w.cfg.Naming.FileName(first)
-	path := filepath.Join(p.dir, InProgressName(name, w.cfg.Instance))
+	path := filepath.Join(p.dir, layout.InProgressName(name, w.cfg.Instance))
 	f, id, err := createLocked(path)
 	if errors.Is(err, os.ErrNotExist) {
 		// The partition's folder was removed since it was made: what the
@@ -672,7 +673,7 @@ func (w *Writer) checkOnDisk(ctx context.Context, p *partition) error {
 		// again until they are saved (the cause may pass: a full disk, a
 		// file where the folder was).
 		return fmt.Errorf("%w; offsets %s of %s/%d, acknowledged, are only in the removed file kafka-backup holds open, and could not be written again (%w): "+
-			"it is tried again at every write and roll, and they are LOST if kafka-backup stops before it succeeds", lost, rangesString(p.cur.Ranges), p.topic, p.id, serr)
+			"it is tried again at every write and roll, and they are LOST if kafka-backup stops before it succeeds", lost, offsets.Format(p.cur.Ranges, 0), p.topic, p.id, serr)
 	}
 	p.unsaved = false
 	lost = fmt.Errorf("%w; its %d records were written again to a new file at the same path, and this batch is delivered again", lost, p.cur.Records)
@@ -730,13 +731,10 @@ func (w *Writer) reload(ctx context.Context, p *partition) error {
 	if err != nil {
 		return fmt.Errorf("reading again which offsets of %s/%d are backed up: %w", p.topic, p.id, err)
 	}
-	written := newRangeSet()
-	for _, r := range ranges {
-		written.add(r)
-	}
+	written := offsets.SetOf(ranges)
 	if p.f != nil {
 		for _, r := range p.cur.Ranges {
-			written.add(r)
+			written.AddRange(r)
 		}
 	}
 	var errs []error
@@ -745,40 +743,27 @@ func (w *Writer) reload(ctx context.Context, p *partition) error {
 	for _, f := range p.unpubl {
 		if _, err := os.Stat(f.Path); err != nil {
 			removed = append(removed, f)
-			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d are LOST from the backup: %w", f.Path, f.Name, rangesString(f.Ranges), p.topic, p.id, err))
+			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d are LOST from the backup: %w", f.Path, f.Name, offsets.Format(f.Ranges, 0), p.topic, p.id, err))
 			continue
 		}
 		for _, r := range f.Ranges {
-			written.add(r)
+			written.AddRange(r)
 		}
 		left = append(left, f)
 	}
 	p.unpubl = left
-	known := written // what is on disk, and the removed rolled files named above
-	known.r = append([]Range(nil), written.r...)
+	known := offsets.SetOf(written.Ranges()) // what is on disk, and the removed rolled files named above
 	for _, f := range removed {
 		for _, r := range f.Ranges {
-			known.add(r)
+			known.AddRange(r)
 		}
 	}
-	if gone := p.written.minus(known); len(gone) > 0 {
+	if gone := p.written.Minus(known); len(gone) > 0 {
 		errs = append(errs, fmt.Errorf("offsets %s of %s/%d, acknowledged, were in final files that are no longer at the destination (%s was removed): they are LOST from the backup, and Kafka will not deliver them again; restore them from another copy, or reset the consumer group to re-read them if the topic still holds them",
-			rangesString(gone), p.topic, p.id, p.dir))
+			offsets.Format(gone, 0), p.topic, p.id, p.dir))
 	}
-	p.written = written
+	p.written = *written
 	return errors.Join(errs...)
-}
-
-// rangesString shows offset ranges as "0-99, 150-199".
-func rangesString(rs []Range) string {
-	var b strings.Builder
-	for i, r := range rs {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%d-%d", r.First, r.Last)
-	}
-	return b.String()
 }
 
 // syncDir fsyncs a folder, so a file made in it survives a power loss.
@@ -849,7 +834,7 @@ func (w *Writer) retry(ctx context.Context, p *partition, now time.Time) error {
 		if _, err := os.Stat(f.Path); errors.Is(err, os.ErrNotExist) {
 			// Removed (with its folder) since it rolled: no retry brings
 			// it back.
-			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", f.Path, f.Name, rangesString(f.Ranges), p.topic, p.id, err))
+			errs = append(errs, fmt.Errorf("%s, rolled and waiting to be finalized as %s, was removed: offsets %s of %s/%d, acknowledged, are LOST from the backup: %w", f.Path, f.Name, offsets.Format(f.Ranges, 0), p.topic, p.id, err))
 			continue
 		}
 		if err := w.cfg.Destination.Publish(ctx, f); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -58,7 +59,7 @@ func TestFilesNamedAfterFirstOffsetAndRecordsRoundTrip(t *testing.T) {
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 || entries[0].Name() != "orders" {
 		t.Fatalf("root holds %v (%v), want only the topic folder", entries, err)
 	}
-	got, finals := checkPartition(t, dir, "orders", 3, rolling.NamePlain, cfg.MaxSize)
+	got, finals := checkPartition(t, dir, "orders", 3, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs)
 	if len(finals) < 10 {
 		t.Fatalf("only %d files for %d records of up to 300 bytes in files of %d bytes", len(finals), len(recs), cfg.MaxSize)
@@ -134,7 +135,7 @@ func TestOversizedRecordGetsAFileOfItsOwn(t *testing.T) {
 	write(t, w, "big", 0, recs[20:])
 	closeWriter(t, w)
 
-	got, finals := checkPartition(t, dir, "big", 0, rolling.NamePlain, cfg.MaxSize)
+	got, finals := checkPartition(t, dir, "big", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs)
 	alone := map[int64]bool{}
 	for _, f := range finals {
@@ -166,7 +167,7 @@ func TestCompressionKeepsSizeBound(t *testing.T) {
 			}
 			writeChunks(t, w, "z", 1, recs, 3)
 			closeWriter(t, w)
-			got, finals := checkPartition(t, dir, "z", 1, rolling.NamePlain, cfg.MaxSize)
+			got, finals := checkPartition(t, dir, "z", 1, layout.NamePlain, cfg.MaxSize)
 			checkRecords(t, got, recs)
 			if len(finals) < 5 {
 				t.Fatalf("only %d files", len(finals))
@@ -193,7 +194,7 @@ func TestIdleRoll(t *testing.T) {
 	cfg.IdleTimeout = 30 * time.Millisecond
 	w := newWriter(t, cfg)
 
-	pdir := rolling.PartitionDir(dir, "idle", 0)
+	pdir := layout.PartitionDir(dir, "idle", 0)
 	// Settled once the files are final and the observer heard of them (it is
 	// told after the rename, so the files alone may be seen first).
 	settled := func(n int) func() bool {
@@ -218,7 +219,7 @@ func TestIdleRoll(t *testing.T) {
 		t.Fatalf("%d files rolled as idle, want 2: %+v", n, obs.files())
 	}
 	closeWriter(t, w)
-	got, _ := checkPartition(t, dir, "idle", 0, rolling.NamePlain, cfg.MaxSize)
+	got, _ := checkPartition(t, dir, "idle", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs)
 }
 
@@ -241,7 +242,7 @@ func TestMaxAgeRollWhileRecordsKeepComing(t *testing.T) {
 		time.Sleep(time.Millisecond) // pace the records; not a synchronisation
 	}
 	closeWriter(t, w)
-	got, finals := checkPartition(t, dir, "age", 0, rolling.NamePlain, cfg.MaxSize)
+	got, finals := checkPartition(t, dir, "age", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs)
 	if len(finals) < 4 {
 		t.Fatalf("%d files, want at least 4", len(finals))
@@ -273,7 +274,7 @@ func TestCloseFinalizesOpenFiles(t *testing.T) {
 	closeWriter(t, w)
 	for _, topic := range []string{"a", "b"} {
 		for p := int32(0); p < 3; p++ {
-			got, finals := checkPartition(t, dir, topic, p, rolling.NamePlain, cfg.MaxSize)
+			got, finals := checkPartition(t, dir, topic, p, layout.NamePlain, cfg.MaxSize)
 			checkRecords(t, got, want[pkey(topic, p)])
 			if len(finals) != 1 || finals[0].name != fmt.Sprint(p*1000) {
 				t.Fatalf("%s/%d: files %v", topic, p, fileNames(finals))
@@ -297,11 +298,11 @@ func TestWriteAfterClose(t *testing.T) {
 			t.Fatalf("Write to partition %d after Close: %v, want ErrClosed", p, err)
 		}
 	}
-	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, 1<<20)
+	got, _ := checkPartition(t, dir, "t", 0, layout.NamePlain, 1<<20)
 	if len(got) != 5 {
 		t.Fatalf("%d records, want 5", len(got))
 	}
-	if exists(rolling.PartitionDir(dir, "t", 1)) {
+	if exists(layout.PartitionDir(dir, "t", 1)) {
 		t.Fatal("a Write after Close made a folder")
 	}
 }
@@ -327,7 +328,7 @@ func TestOffsetFrom(t *testing.T) {
 	}
 	closeWriter(t, w)
 
-	got, finals := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	got, finals := checkPartition(t, dir, "t", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs[50:])
 	if finals[0].name != "50" {
 		t.Fatalf("first file %s, want 50", finals[0].name)
@@ -335,12 +336,12 @@ func TestOffsetFrom(t *testing.T) {
 	if n := obs.skippedFor("t", 0, rolling.SkipOffsetFrom); n != 50 {
 		t.Fatalf("skipped %d below offset_from, want 50", n)
 	}
-	got, _ = checkPartition(t, dir, "t", 1, rolling.NamePlain, cfg.MaxSize)
+	got, _ = checkPartition(t, dir, "t", 1, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs)
 	if n := obs.skippedFor("t", 1, rolling.SkipOffsetFrom); n != 0 {
 		t.Fatalf("partition 1: skipped %d below offset_from, want 0", n)
 	}
-	if got, _ := checkPartition(t, dir, "t", 2, rolling.NamePlain, cfg.MaxSize); len(got) != 0 {
+	if got, _ := checkPartition(t, dir, "t", 2, layout.NamePlain, cfg.MaxSize); len(got) != 0 {
 		t.Fatalf("partition 2: %d records written below offset_from", len(got))
 	}
 	if n := obs.skippedFor("t", 2, rolling.SkipOffsetFrom); n != 100 {
@@ -358,7 +359,7 @@ func TestOffsetFromAndPersistedInOneBatch(t *testing.T) {
 	write(t, w, "t", 0, recs[10:20])
 	write(t, w, "t", 0, recs) // 0-9 below offset_from, 10-19 written, 20-39 new
 	closeWriter(t, w)
-	got, _ := checkPartition(t, dir, "t", 0, rolling.NamePlain, cfg.MaxSize)
+	got, _ := checkPartition(t, dir, "t", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs[10:])
 	if a, b := obs.skippedFor("t", 0, rolling.SkipOffsetFrom), obs.skippedFor("t", 0, rolling.SkipPersisted); a != 10 || b != 10 {
 		t.Fatalf("skipped %d below offset_from and %d persisted, want 10 and 10", a, b)
@@ -366,7 +367,7 @@ func TestOffsetFromAndPersistedInOneBatch(t *testing.T) {
 }
 
 func TestReplayWritesNothingNew(t *testing.T) {
-	for _, naming := range []rolling.Naming{rolling.NamePlain, rolling.NameKafka} {
+	for _, naming := range []layout.Naming{layout.NamePlain, layout.NameKafka} {
 		t.Run(naming.FileName(0), func(t *testing.T) {
 			dir := t.TempDir()
 			obs := newRecorder()
@@ -452,17 +453,17 @@ func TestOutOfOrderBatches(t *testing.T) {
 	write(t, w, "o", 2, all[0:100])
 	closeWriter(t, w)
 
-	got, finals := checkPartition(t, dir, "o", 0, rolling.NamePlain, cfg.MaxSize)
+	got, finals := checkPartition(t, dir, "o", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, all[:200])
 	if names := fileNames(finals); !slices.Equal(names, []string{"0", "100"}) {
 		t.Fatalf("partition 0: files %v, want [0 100]", names)
 	}
-	got, finals = checkPartition(t, dir, "o", 1, rolling.NamePlain, cfg.MaxSize)
+	got, finals = checkPartition(t, dir, "o", 1, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, all[:200])
 	if names := fileNames(finals); !slices.Equal(names, []string{"0", "100"}) {
 		t.Fatalf("partition 1: files %v, want [0 100]", names)
 	}
-	got, finals = checkPartition(t, dir, "o", 2, rolling.NamePlain, cfg.MaxSize)
+	got, finals = checkPartition(t, dir, "o", 2, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, all)
 	if names := fileNames(finals); !slices.Equal(names, []string{"0", "100", "200"}) {
 		t.Fatalf("partition 2: files %v, want [0 100 200]", names)
@@ -485,7 +486,7 @@ func TestOutOfOrderInsideOneBatch(t *testing.T) {
 	// 10-19 then 0-9 in a single Write.
 	write(t, w, "o", 0, append(slices.Clone(all[10:]), all[:10]...))
 	closeWriter(t, w)
-	got, finals := checkPartition(t, dir, "o", 0, rolling.NamePlain, 1<<20)
+	got, finals := checkPartition(t, dir, "o", 0, layout.NamePlain, 1<<20)
 	checkRecords(t, got, all)
 	if names := fileNames(finals); !slices.Equal(names, []string{"0", "10"}) {
 		t.Fatalf("files %v, want [0 10]", names)
@@ -511,7 +512,7 @@ func TestDuplicatesInsideOneBatch(t *testing.T) {
 	write(t, w, "d", 0, batch)
 	write(t, w, "d", 0, batch)
 	closeWriter(t, w)
-	got, finals := checkPartition(t, dir, "d", 0, rolling.NamePlain, 1<<20)
+	got, finals := checkPartition(t, dir, "d", 0, layout.NamePlain, 1<<20)
 	checkRecords(t, got, recs)
 	if len(finals) != 1 {
 		t.Fatalf("files %v, want one", fileNames(finals))
@@ -527,13 +528,13 @@ func TestDuplicatesInsideOneBatch(t *testing.T) {
 func TestKafkaNaming(t *testing.T) {
 	dir := t.TempDir()
 	cfg := baseConfig(dir, nil)
-	cfg.Naming = rolling.NameKafka
+	cfg.Naming = layout.NameKafka
 	cfg.MaxSize = 2 << 10
 	w := newWriter(t, cfg)
 	recs := makeRecords(101, 200, 100, 16)
 	writeChunks(t, w, "k", 0, recs, 16)
 	closeWriter(t, w)
-	got, finals := checkPartition(t, dir, "k", 0, rolling.NameKafka, cfg.MaxSize)
+	got, finals := checkPartition(t, dir, "k", 0, layout.NameKafka, cfg.MaxSize)
 	checkRecords(t, got, recs)
 	if finals[0].name != "00000000000000000101.log" {
 		t.Fatalf("first file %s", finals[0].name)
@@ -545,7 +546,7 @@ func TestKafkaNaming(t *testing.T) {
 	}
 
 	// A restart with the other naming still sees what is there.
-	cfg.Naming = rolling.NamePlain
+	cfg.Naming = layout.NamePlain
 	cfg.Instance = "test-2"
 	w2 := newWriter(t, cfg)
 	more := makeRecords(301, 10, 100, 16)
@@ -606,7 +607,7 @@ func TestConcurrentPartitions(t *testing.T) {
 	closeWriter(t, w)
 	for _, topic := range topics {
 		for p := int32(0); p < 6; p++ {
-			got, _ := checkPartition(t, dir, topic, p, rolling.NamePlain, cfg.MaxSize)
+			got, _ := checkPartition(t, dir, topic, p, layout.NamePlain, cfg.MaxSize)
 			checkRecords(t, got, want[pkey(topic, p)])
 		}
 	}
@@ -656,7 +657,7 @@ func TestCloseWhileWriting(t *testing.T) {
 		closeWriter(t, w)
 		wg.Wait()
 		for p := range parts {
-			got, _ := checkPartition(t, dir, "c", int32(p), rolling.NamePlain, cfg.MaxSize)
+			got, _ := checkPartition(t, dir, "c", int32(p), layout.NamePlain, cfg.MaxSize)
 			if !slices.Equal(recordOffsets(got), recordOffsets(acked[p])) {
 				t.Fatalf("round %d partition %d: %d records in final files, %d acknowledged", round, p, len(got), len(acked[p]))
 			}
@@ -719,8 +720,8 @@ func TestPublishFailsThenSucceeds(t *testing.T) {
 	if dest.failures.Load() == 0 {
 		t.Fatal("the size roll did not try to publish")
 	}
-	pdir := rolling.PartitionDir(dir, "p", 0)
-	first := filepath.Join(pdir, rolling.InProgressName("0", cfg.Instance))
+	pdir := layout.PartitionDir(dir, "p", 0)
+	first := filepath.Join(pdir, layout.InProgressName("0", cfg.Instance))
 	if !exists(first) || exists(filepath.Join(pdir, "0")) {
 		t.Fatal("the refused file is not under its in-progress name")
 	}
@@ -750,7 +751,7 @@ func TestPublishFailsThenSucceeds(t *testing.T) {
 		return len(inprogress) == 0 && n == len(recs)
 	})
 	closeWriter(t, w)
-	got, _ := checkPartition(t, dir, "p", 0, rolling.NamePlain, cfg.MaxSize)
+	got, _ := checkPartition(t, dir, "p", 0, layout.NamePlain, cfg.MaxSize)
 	checkRecords(t, got, recs)
 }
 
@@ -802,6 +803,6 @@ func TestOutOfOrderAcrossAGap(t *testing.T) {
 	write(t, w, "g", 0, all[200:300])
 	write(t, w, "g", 0, all[100:200])
 	closeWriter(t, w)
-	got, _ := checkPartition(t, dir, "g", 0, rolling.NamePlain, 1<<20)
+	got, _ := checkPartition(t, dir, "g", 0, layout.NamePlain, 1<<20)
 	checkRecords(t, got, all)
 }

@@ -4,22 +4,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/kafka-backup/kafka-backup/offsets"
 )
 
-// Range is an inclusive range of offsets.
-type Range struct {
-	First, Last int64
-}
-
-// AppendRange appends r to rs, merging it into the last range when the two
-// are contiguous (r starts right after it).
-func AppendRange(rs []Range, r Range) []Range {
-	if n := len(rs); n > 0 && rs[n-1].Last+1 == r.First {
-		rs[n-1].Last = r.Last
-		return rs
-	}
-	return append(rs, r)
-}
+// Range is an inclusive range of offsets (offsets.Range: one type for
+// every layer).
+type Range = offsets.Range
 
 // Span is what the batch headers of a file say about it.
 type Span struct {
@@ -52,7 +43,7 @@ func ReadSpan(r io.ReaderAt, size int64) (Span, error) {
 			s.FirstOffset = base
 		}
 		s.LastOffset = last
-		s.Ranges = AppendRange(s.Ranges, Range{First: base, Last: last})
+		s.Ranges = offsets.Append(s.Ranges, Range{First: base, Last: last})
 		s.Records += int64(int32(binary.BigEndian.Uint32(hdr[offNumRecords:])))
 		s.Batches++
 		pos = next

@@ -21,7 +21,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftpd"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
@@ -139,7 +139,7 @@ func TestE2ECrashFTP(t *testing.T) {
 	waitFor(t, "a spool with no final and no in-progress file", func() (bool, string) {
 		var left []string
 		for _, f := range spoolLeftovers(spool) {
-			if base := filepath.Base(f); isFinalName(base) || strings.HasSuffix(base, rolling.InProgressSuffix) {
+			if base := filepath.Base(f); isFinalName(base) || strings.HasSuffix(base, layout.InProgressSuffix) {
 				left = append(left, f)
 			}
 		}
@@ -464,7 +464,7 @@ var (
 	markerTempName = regexp.MustCompile(`^` + regexp.QuoteMeta(ftpMarker) + `\.([^.]+)\.tmp$`)
 )
 
-// ftpJournal is the spool's upload journal (destination/ftp.JournalName).
+// ftpJournal is the spool's upload journal (destination/layout.JournalName).
 const ftpJournal = ".uploaded.ranges"
 
 // ftpCrashState is what the spool and the server held at one moment.

@@ -18,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -174,7 +174,7 @@ func (k *crashKiller) waitBusy(ctx context.Context, p *proc, started time.Time) 
 	defer tick.Stop()
 	for time.Since(started) < 10*time.Second {
 		if m := instanceLine.FindStringSubmatch(p.logs()); m != nil {
-			own, _ := filepath.Glob(filepath.Join(k.dir, k.topic, "*", ".*."+m[1]+rolling.InProgressSuffix))
+			own, _ := filepath.Glob(filepath.Join(k.dir, k.topic, "*", ".*."+m[1]+layout.InProgressSuffix))
 			if len(own) > 0 {
 				return time.Since(started)
 			}

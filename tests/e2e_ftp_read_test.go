@@ -18,7 +18,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/inspect"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -121,7 +121,7 @@ func TestE2EFTPReadRealServers(t *testing.T) {
 
 			// verify, with one byte flipped in a final file on the server.
 			name := partitionFiles(t, dir, topic, 1)[1]
-			path := filepath.Join(rolling.PartitionDir(dir, topic, 1), name)
+			path := filepath.Join(layout.PartitionDir(dir, topic, 1), name)
 			pos, base, orig := flipRecordByte(t, path)
 			r = run(args("verify")...)
 			if want := fmt.Sprintf("ERROR corrupt: %s/%s/1/%s: byte %d, offset %d: corrupt batch: CRC32C", shown, topic, name, pos, base); r.code != 1 || !strings.Contains(r.stdout, want) {
@@ -145,7 +145,7 @@ func TestE2EFTPReadRealServers(t *testing.T) {
 			if want := fmt.Sprintf("warning leftover: %s/%s/2/%s: in-progress file", shown, topic, leftover); r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, "0 errors, 1 warning: OK.") {
 				t.Errorf("verify with a leftover on %s: exit %d (want 0); does it say %q and 1 warning?", sc.name, r.code, want)
 			}
-			if err := os.Remove(filepath.Join(rolling.PartitionDir(dir, topic, 2), leftover)); err != nil {
+			if err := os.Remove(filepath.Join(layout.PartitionDir(dir, topic, 2), leftover)); err != nil {
 				t.Fatal(err)
 			}
 
@@ -266,7 +266,7 @@ func fileHolding(t testing.TB, dir, topic string, p int32, off int64) string {
 	t.Helper()
 	holder := ""
 	for _, f := range partitionFiles(t, dir, topic, p) {
-		if first, _ := rolling.ParseFileName(f); first <= off {
+		if first, _ := layout.ParseFileName(f); first <= off {
 			holder = f
 		}
 	}

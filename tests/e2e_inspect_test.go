@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/inspect"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
@@ -76,7 +76,7 @@ func copyTree(t testing.TB, src string) string {
 // order.
 func partitionFiles(t testing.TB, root, topic string, p int32) []string {
 	t.Helper()
-	es, err := os.ReadDir(rolling.PartitionDir(root, topic, p))
+	es, err := os.ReadDir(layout.PartitionDir(root, topic, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func partitionFiles(t testing.TB, root, topic string, p int32) []string {
 	}
 	var fs []f
 	for _, e := range es {
-		if off, ok := rolling.ParseFileName(e.Name()); ok {
+		if off, ok := layout.ParseFileName(e.Name()); ok {
 			fs = append(fs, f{e.Name(), off})
 		}
 	}
@@ -204,7 +204,7 @@ func TestE2EInspect(t *testing.T) {
 	t.Run("VerifyFlippedByte", func(t *testing.T) {
 		c := copyTree(t, dir)
 		name := partitionFiles(t, c, topic, 1)[1]
-		path := filepath.Join(rolling.PartitionDir(c, topic, 1), name)
+		path := filepath.Join(layout.PartitionDir(c, topic, 1), name)
 		pos, base, _ := flipRecordByte(t, path)
 		r := inspectRun(t, nil, "verify", c)
 		if r.code != 1 {
@@ -227,7 +227,7 @@ func TestE2EInspect(t *testing.T) {
 	t.Run("VerifyTruncated", func(t *testing.T) {
 		c := copyTree(t, dir)
 		name := partitionFiles(t, c, topic, 2)[0]
-		path := filepath.Join(rolling.PartitionDir(c, topic, 2), name)
+		path := filepath.Join(layout.PartitionDir(c, topic, 2), name)
 		pos, base := batchesOf(t, path)
 		st, err := os.Stat(path)
 		if err != nil {
@@ -250,8 +250,8 @@ func TestE2EInspect(t *testing.T) {
 	t.Run("VerifyMisnamed", func(t *testing.T) {
 		c := copyTree(t, dir)
 		name := partitionFiles(t, c, topic, 0)[1]
-		first, _ := rolling.ParseFileName(name)
-		pdir := rolling.PartitionDir(c, topic, 0)
+		first, _ := layout.ParseFileName(name)
+		pdir := layout.PartitionDir(c, topic, 0)
 		wrong := strconv.FormatInt(first+1, 10)
 		if err := os.Rename(filepath.Join(pdir, name), filepath.Join(pdir, wrong)); err != nil {
 			t.Fatal(err)
@@ -268,7 +268,7 @@ func TestE2EInspect(t *testing.T) {
 
 	t.Run("VerifyLeftover", func(t *testing.T) {
 		c := copyTree(t, dir)
-		pdir := rolling.PartitionDir(c, topic, 2)
+		pdir := layout.PartitionDir(c, topic, 2)
 		files := partitionFiles(t, c, topic, 2)
 		data, err := os.ReadFile(filepath.Join(pdir, files[len(files)-1]))
 		if err != nil {
@@ -327,14 +327,14 @@ func TestE2EInspect(t *testing.T) {
 		for p := range int32(partitions) {
 			var got []segment.Record
 			for _, f := range partitionFiles(t, dir, topic, p) {
-				got = append(got, catRecords(t, nil, filepath.Join(rolling.PartitionDir(dir, topic, p), f))...)
+				got = append(got, catRecords(t, nil, filepath.Join(layout.PartitionDir(dir, topic, p), f))...)
 			}
 			compareRecords(t, fmt.Sprintf("cat %s/%d", topic, p), got, truth[p])
 		}
 		// --from-offset/--to-offset inside one file.
 		f := partitionFiles(t, dir, topic, 0)[1]
-		first, _ := rolling.ParseFileName(f)
-		got := catRecords(t, nil, "--from-offset", fmt.Sprint(first+2), "--to-offset", fmt.Sprint(first+4), filepath.Join(rolling.PartitionDir(dir, topic, 0), f))
+		first, _ := layout.ParseFileName(f)
+		got := catRecords(t, nil, "--from-offset", fmt.Sprint(first+2), "--to-offset", fmt.Sprint(first+4), filepath.Join(layout.PartitionDir(dir, topic, 0), f))
 		compareRecords(t, "cat --from-offset --to-offset", got, truth[0][first+2:first+5])
 	})
 
@@ -365,7 +365,7 @@ func TestE2EInspect(t *testing.T) {
 		}
 		// A damaged file on the server.
 		name := partitionFiles(t, dir, topic, 0)[0]
-		onServer := filepath.Join(rolling.PartitionDir(srv.LocalPath(remote), topic, 0), name)
+		onServer := filepath.Join(layout.PartitionDir(srv.LocalPath(remote), topic, 0), name)
 		st, _ := os.Stat(onServer)
 		if err := os.Truncate(onServer, st.Size()-1); err != nil {
 			t.Fatal(err)
@@ -421,7 +421,7 @@ func checkListing(t testing.TB, rep inspect.ListReport, dir, topic string, truth
 		}
 		var sum int64
 		for i, f := range p.Files {
-			st, err := os.Stat(filepath.Join(rolling.PartitionDir(dir, topic, p.Partition), files[i]))
+			st, err := os.Stat(filepath.Join(layout.PartitionDir(dir, topic, p.Partition), files[i]))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftpd"
@@ -116,7 +117,7 @@ func metaCommitted(t testing.TB, b *broker, group, topic string) map[int32]int64
 // metaSnapshots reads the snapshots below dir/@metadata, by time.
 func metaSnapshots(t testing.TB, dir string) []metadata.Stored {
 	t.Helper()
-	es, err := os.ReadDir(filepath.Join(dir, metadata.DirName))
+	es, err := os.ReadDir(filepath.Join(dir, layout.MetadataDir))
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func metaSnapshots(t testing.TB, dir string) []metadata.Stored {
 		if _, ok := metadata.ParseName(e.Name()); !ok {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, metadata.DirName, e.Name()))
+		data, err := os.ReadFile(filepath.Join(dir, layout.MetadataDir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +250,7 @@ func TestE2EMetadataRestore(t *testing.T) {
 	if reasons["start"] != 1 || reasons["shutdown"] != 1 || reasons["interval"] < 1 {
 		t.Errorf("snapshot reasons %v", reasons)
 	}
-	if hidden := inProgressFiles(filepath.Join(dir, metadata.DirName)); len(hidden) > 0 {
+	if hidden := inProgressFiles(filepath.Join(dir, layout.MetadataDir)); len(hidden) > 0 {
 		t.Errorf("hidden files left in @metadata: %v", hidden)
 	}
 	if out, err := kbRun(t, "verify", dir); err != nil || strings.Contains(out, "stray") || !strings.Contains(out, fmt.Sprintf("metadata snapshots (@metadata/): %d", len(snaps))) {
@@ -461,10 +462,10 @@ func TestE2EMetadataFTP(t *testing.T) {
 	if !shutdown {
 		t.Errorf("no shutdown snapshot on the server among %d", len(snaps))
 	}
-	if hidden := hiddenFiles(filepath.Join(remote, metadata.DirName)); len(hidden) > 0 {
+	if hidden := hiddenFiles(filepath.Join(remote, layout.MetadataDir)); len(hidden) > 0 {
 		t.Errorf("hidden files on the server: %v", hidden)
 	}
-	if left, _ := os.ReadDir(filepath.Join(spool, metadata.DirName)); len(left) > 0 {
+	if left, _ := os.ReadDir(filepath.Join(spool, layout.MetadataDir)); len(left) > 0 {
 		t.Errorf("snapshots left in the spool: %d", len(left))
 	}
 	loc := fmt.Sprintf("ftp://%s@%s:%d/meta", srv.User, srv.Host, srv.Port)

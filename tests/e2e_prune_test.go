@@ -26,9 +26,8 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/inspect"
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/metadata"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/prune"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftpd"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
@@ -81,7 +80,7 @@ func writePruneTree(t testing.TB, root string) (map[int32][]segment.Record, map[
 // snapshotCount returns how many snapshots the local tree root holds.
 func snapshotCount(t testing.TB, root string) int {
 	t.Helper()
-	es, err := os.ReadDir(filepath.Join(root, metadata.DirName))
+	es, err := os.ReadDir(filepath.Join(root, layout.MetadataDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,13 +96,13 @@ func finalNames(t testing.TB, dir string) []string {
 	}
 	var out []string
 	for _, e := range es {
-		if _, ok := rolling.ParseFileName(e.Name()); ok {
+		if _, ok := layout.ParseFileName(e.Name()); ok {
 			out = append(out, e.Name())
 		}
 	}
 	slices.SortFunc(out, func(a, b string) int {
-		x, _ := rolling.ParseFileName(a)
-		y, _ := rolling.ParseFileName(b)
+		x, _ := layout.ParseFileName(a)
+		y, _ := layout.ParseFileName(b)
 		return int(x - y)
 	})
 	return out
@@ -118,16 +117,16 @@ func checkPruned(t testing.TB, root string) {
 	}
 	want := map[int32][]string{0: {"200", "300", "400"}, 1: {"100"}}
 	for p, w := range want {
-		dir := rolling.PartitionDir(root, "old", p)
+		dir := layout.PartitionDir(root, "old", p)
 		if got := finalNames(t, dir); !slices.Equal(got, w) {
 			t.Errorf("old/%d after the prune: files %v, want %v", p, got, w)
 		}
-		data, err := os.ReadFile(filepath.Join(dir, rolling.PrunedNote))
+		data, err := os.ReadFile(filepath.Join(dir, layout.PrunedNote))
 		if err != nil {
 			t.Errorf("old/%d: no prune note: %v", p, err)
 			continue
 		}
-		note, err := rolling.ParsePruned(data)
+		note, err := layout.ParsePruned(data)
 		if err != nil || note.Below != pruneKept[p] {
 			t.Errorf("old/%d: note %q: %+v %v, want below %d", p, data, note, err, pruneKept[p])
 		}
@@ -218,10 +217,10 @@ func TestPruneLocal(t *testing.T) {
 		t.Errorf("dry run of old/0: %+v", p0)
 	}
 	for p := range pruneLayout {
-		if n := len(finalNames(t, rolling.PartitionDir(root, "old", p))); n != len(pruneLayout[p]) {
+		if n := len(finalNames(t, layout.PartitionDir(root, "old", p))); n != len(pruneLayout[p]) {
 			t.Fatalf("the dry run deleted files of old/%d: %d left", p, n)
 		}
-		if _, err := os.Stat(filepath.Join(rolling.PartitionDir(root, "old", p), rolling.PrunedNote)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(layout.PartitionDir(root, "old", p), layout.PrunedNote)); !os.IsNotExist(err) {
 			t.Fatalf("the dry run wrote a note in old/%d", p)
 		}
 	}
@@ -263,7 +262,7 @@ func pruneFTP(t testing.TB) (srv *ftptest.Server, loc string, env []string, loca
 func writeMarkers(t testing.TB, local string, markers map[int32]string) {
 	t.Helper()
 	for p, m := range markers {
-		if err := os.WriteFile(filepath.Join(rolling.PartitionDir(local, "old", p), tree.MarkerName), []byte(m), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(layout.PartitionDir(local, "old", p), layout.MarkerName), []byte(m), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -272,12 +271,12 @@ func writeMarkers(t testing.TB, local string, markers map[int32]string) {
 // markerNames returns the names a local copy of a marker lists.
 func markerNames(t testing.TB, dir string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, tree.MarkerName))
+	data, err := os.ReadFile(filepath.Join(dir, layout.MarkerName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for n := range tree.ParseMarker(data) {
+	for n := range layout.ParseRanges(data) {
 		out = append(out, n)
 	}
 	slices.Sort(out)
@@ -324,7 +323,7 @@ func pruneFTPServer(t *testing.T, loc string, env []string, local string, all ma
 	if r.code != 0 || !rep.DryRun || rep.Files != 3 {
 		t.Fatalf("dry run: exit %d, %+v", r.code, rep)
 	}
-	if n := len(finalNames(t, rolling.PartitionDir(local, "old", 0))); n != 5 {
+	if n := len(finalNames(t, layout.PartitionDir(local, "old", 0))); n != 5 {
 		t.Fatalf("the dry run deleted files: %d left", n)
 	}
 	r, rep = pruneJSON(t, env, "--older-than", "30days", "--yes", loc)
@@ -333,7 +332,7 @@ func pruneFTPServer(t *testing.T, loc string, env []string, local string, all ma
 	}
 	checkPruned(t, local)
 	for p, want := range map[int32][]string{0: {"200", "300", "400"}, 1: {"100"}} {
-		if got := markerNames(t, rolling.PartitionDir(local, "old", p)); !slices.Equal(got, want) {
+		if got := markerNames(t, layout.PartitionDir(local, "old", p)); !slices.Equal(got, want) {
 			t.Errorf("marker of old/%d lists %v, want %v", p, got, want)
 		}
 	}
@@ -369,7 +368,7 @@ func TestPruneFTPKilled(t *testing.T) {
 		c := srv.Counts()
 		return c.Fired.StallDeletes == 1, fmt.Sprintf("%d removes", c.Removes)
 	})
-	dir := rolling.PartitionDir(local, "old", 0)
+	dir := layout.PartitionDir(local, "old", 0)
 	// The state the kill leaves: the marker was rewritten before any delete.
 	if got := markerNames(t, dir); !slices.Equal(got, []string{"200", "300", "400"}) {
 		t.Errorf("marker while the first delete waits: %v, want 200 300 400", got)

@@ -22,7 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
@@ -100,7 +100,7 @@ func restoreCompare(t testing.TB, what string, got, want map[int32][]segment.Rec
 // named by a first offset, in either naming), from their batch headers.
 func restoreFinalRecords(dir string) (int, error) {
 	n, _, err := headerRecords(dir, func(name string) bool {
-		_, final := rolling.ParseFileName(name)
+		_, final := layout.ParseFileName(name)
 		return final
 	})
 	return n, err
@@ -328,7 +328,7 @@ func TestE2ERestoreDedup(t *testing.T) {
 
 	// Partition 0's second file, copied as if it started one offset later:
 	// it overlaps itself and the next file's name order.
-	pdir := rolling.PartitionDir(dir, topic, 0)
+	pdir := layout.PartitionDir(dir, topic, 0)
 	files := readPartition(t, pdir, 1<<30)
 	if len(files) < 3 {
 		t.Fatalf("%d files in %s: want at least 3 (size 32KiB)", len(files), pdir)

@@ -419,6 +419,25 @@ func TestE2ERestart(t *testing.T) {
 	}
 }
 
+// TestE2EStopWhileStarting stops kafka-backup with SIGTERM as soon as it has
+// read its config, before the pipeline runs (a Pod deleted right after it
+// started): it stops cleanly, exit status 0, rather than dying of the
+// signal.
+func TestE2EStopWhileStarting(t *testing.T) {
+	t.Parallel()
+	for i := range 3 {
+		dir := filepath.Join(t.TempDir(), "backup")
+		p := runBackup(t, fmt.Sprint("starting-", i), backupConfig(`  generate:
+    mapping: 'root = "x"'
+    interval: 1s
+`, dir, ""))
+		waitFor(t, "the config read", func() (bool, string) {
+			return strings.Contains(p.logs(), "Running main config"), "not yet"
+		}, p)
+		p.stop()
+	}
+}
+
 // TestE2ENoKafkaMetadata feeds kafka_backup from the generate input, whose
 // messages have no Kafka metadata: the output logs an error naming
 // kafka_topic and writes nothing.

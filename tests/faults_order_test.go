@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
@@ -134,7 +134,7 @@ output:
 	if p.err != nil {
 		t.Fatalf("the replay exited with %v", p.err)
 	}
-	files := readPartition(t, rolling.PartitionDir(dst, topic, 0), 1<<30)
+	files := readPartition(t, layout.PartitionDir(dst, topic, 0), 1<<30)
 	var got []segment.Record
 	var names []string
 	for _, f := range files {
@@ -251,7 +251,7 @@ func TestFaultReplayRestart(t *testing.T) {
 	}
 	// readPartition fails the test on an offset held by two files.
 	var got []segment.Record
-	for _, f := range readPartition(t, rolling.PartitionDir(dst, topic, 0), 1<<30) {
+	for _, f := range readPartition(t, layout.PartitionDir(dst, topic, 0), 1<<30) {
 		got = append(got, f.recs...)
 	}
 	if len(got) != len(recs) {

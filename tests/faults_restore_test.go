@@ -30,7 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -54,7 +54,7 @@ func faultWrite(t testing.TB, root, topic string, p int32, rs []segment.Record, 
 	t.Helper()
 	for i := 0; i < len(rs); i += per {
 		chunk := rs[i:min(len(rs), i+per)]
-		backuptest.WriteSegment(t, root, topic, p, rolling.NamePlain.FileName(chunk[0].Offset), chunk, 100, segment.None)
+		backuptest.WriteSegment(t, root, topic, p, layout.NamePlain.FileName(chunk[0].Offset), chunk, 100, segment.None)
 	}
 }
 
@@ -446,7 +446,7 @@ func TestFaultRestoreNothingFinal(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join(t.TempDir(), "backup")
 	data := backuptest.Encode(t, faultRecords(0, 0, 9, 50), 10, segment.None)
-	backuptest.WriteFile(t, root, "t", 0, rolling.InProgressName(rolling.NamePlain.FileName(0), "host-1"), data)
+	backuptest.WriteFile(t, root, "t", 0, layout.InProgressName(layout.NamePlain.FileName(0), "host-1"), data)
 	c := faultCluster(t, 1, "t")
 	brokers := c.ListenAddrs()[0]
 	for _, args := range [][]string{{"--brokers", brokers}, {"--dry-run"}} {

@@ -23,7 +23,7 @@ import (
 
 	"github.com/kafka-backup/kafka-backup/inspect"
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
@@ -72,7 +72,7 @@ func numberedRecords(first int64, n int, ts int64) []segment.Record {
 func faultTree(t testing.TB, root, topic string) string {
 	t.Helper()
 	for _, first := range []int64{0, 100, 200} {
-		backuptest.WriteSegment(t, root, topic, 0, rolling.NamePlain.FileName(first), numberedRecords(first, 100, 1_700_000_000_000+first), 10, segment.None)
+		backuptest.WriteSegment(t, root, topic, 0, layout.NamePlain.FileName(first), numberedRecords(first, 100, 1_700_000_000_000+first), 10, segment.None)
 	}
 	return root
 }
@@ -107,7 +107,7 @@ func problemKinds(rep inspect.VerifyReport) map[string][]inspect.Problem {
 func TestFaultVerifyGap(t *testing.T) {
 	t.Parallel()
 	root := faultTree(t, t.TempDir(), "g")
-	if err := os.Remove(filepath.Join(rolling.PartitionDir(root, "g", 0), rolling.NamePlain.FileName(100))); err != nil {
+	if err := os.Remove(filepath.Join(layout.PartitionDir(root, "g", 0), layout.NamePlain.FileName(100))); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := faultRun(t, "", waitTimeout, nil, "verify", "--strict", root)
@@ -135,8 +135,8 @@ func TestFaultVerifyMarkerMissingFile(t *testing.T) {
 	srv := ftptest.Start(t)
 	const remote = "/backups/marker"
 	root := faultTree(t, srv.LocalPath(remote), "m")
-	dir := rolling.PartitionDir(root, "m", 0)
-	marker := fmt.Sprintf("%s 0-99\n%s 100-199\n%s 200-299\n", rolling.NamePlain.FileName(0), rolling.NamePlain.FileName(100), rolling.NamePlain.FileName(200))
+	dir := layout.PartitionDir(root, "m", 0)
+	marker := fmt.Sprintf("%s 0-99\n%s 100-199\n%s 200-299\n", layout.NamePlain.FileName(0), layout.NamePlain.FileName(100), layout.NamePlain.FileName(200))
 	if err := os.WriteFile(filepath.Join(dir, ".kafka-backup.ranges"), []byte(marker), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestFaultVerifyMarkerMissingFile(t *testing.T) {
 	if r, rep := verifyJSON(t, env, loc); r.code != 0 || !rep.OK {
 		t.Fatalf("verify of the intact backup: exit %d", r.code)
 	}
-	gone := rolling.NamePlain.FileName(200)
+	gone := layout.NamePlain.FileName(200)
 	if err := os.Remove(filepath.Join(dir, gone)); err != nil {
 		t.Fatal(err)
 	}
@@ -209,8 +209,8 @@ func TestFaultVerifyEmptyLocation(t *testing.T) {
 func TestFaultNonRegularFiles(t *testing.T) {
 	t.Parallel()
 	root := faultTree(t, t.TempDir(), "s")
-	dir := rolling.PartitionDir(root, "s", 0)
-	fifo := filepath.Join(dir, rolling.NamePlain.FileName(300))
+	dir := layout.PartitionDir(root, "s", 0)
+	fifo := filepath.Join(dir, layout.NamePlain.FileName(300))
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -225,15 +225,15 @@ func TestFaultNonRegularFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	if err := os.Symlink(filepath.Join(sockDir, "s"), filepath.Join(dir, rolling.NamePlain.FileName(400))); err != nil {
+	if err := os.Symlink(filepath.Join(sockDir, "s"), filepath.Join(dir, layout.NamePlain.FileName(400))); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mknod(filepath.Join(dir, rolling.NamePlain.FileName(500)), syscall.S_IFCHR|0o644, 1<<8|3); err != nil { // /dev/null's numbers
+	if err := syscall.Mknod(filepath.Join(dir, layout.NamePlain.FileName(500)), syscall.S_IFCHR|0o644, 1<<8|3); err != nil { // /dev/null's numbers
 		t.Logf("no device file (%v): the FIFO and the socket remain", err)
 	}
 	// A link out of the tree, to a valid file holding 600-699.
 	outside := backuptest.WriteSegment(t, t.TempDir(), "x", 0, "600", numberedRecords(600, 100, 1_700_000_000_600), 10, segment.None)
-	if err := os.Symlink(outside, filepath.Join(dir, rolling.NamePlain.FileName(600))); err != nil {
+	if err := os.Symlink(outside, filepath.Join(dir, layout.NamePlain.FileName(600))); err != nil {
 		t.Fatal(err)
 	}
 	const timeout = 30 * time.Second
@@ -251,7 +251,7 @@ func TestFaultNonRegularFiles(t *testing.T) {
 		strays[p.File] = true
 	}
 	for _, off := range []int64{300, 400, 600} {
-		if n := rolling.NamePlain.FileName(off); !strays[n] {
+		if n := layout.NamePlain.FileName(off); !strays[n] {
 			t.Errorf("verify: %s is not reported as a stray (strays %v)", n, strays)
 		}
 	}
@@ -361,7 +361,7 @@ func TestFaultLsLeastTimestamp(t *testing.T) {
 	recs := numberedRecords(0, 20, ts)
 	recs[0].Timestamp = ts + 5000 // the first record is the latest
 	recs[7].Timestamp = ts - 3000 // the least, inside the first batch
-	backuptest.WriteSegment(t, root, "ts", 0, rolling.NamePlain.FileName(0), recs, 10, segment.None)
+	backuptest.WriteSegment(t, root, "ts", 0, layout.NamePlain.FileName(0), recs, 10, segment.None)
 	r, _ := faultRun(t, "", waitTimeout, nil, "ls", "--json", root)
 	var rep inspect.ListReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {

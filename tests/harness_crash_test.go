@@ -24,7 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -167,9 +168,9 @@ func (s *crashScanner) scan() (crashScan, error) {
 				ps.stray = append(ps.stray, fe.Name())
 				continue
 			}
-			first, isFinal := rolling.ParseFileName(fe.Name())
+			first, isFinal := layout.ParseFileName(fe.Name())
 			isFinal = isFinal && strconv.FormatInt(first, 10) == fe.Name()
-			inProgress := strings.HasPrefix(fe.Name(), ".") && strings.HasSuffix(fe.Name(), rolling.InProgressSuffix)
+			inProgress := strings.HasPrefix(fe.Name(), ".") && strings.HasSuffix(fe.Name(), layout.InProgressSuffix)
 			if !isFinal && !inProgress {
 				ps.stray = append(ps.stray, fe.Name())
 				continue
@@ -234,7 +235,7 @@ func decodeValidPrefix(data []byte) crashFile {
 			return f
 		}
 		for _, r := range recs {
-			f.ranges = segment.AppendRange(f.ranges, segment.Range{First: r.Offset, Last: r.Offset})
+			f.ranges = offsets.Append(f.ranges, segment.Range{First: r.Offset, Last: r.Offset})
 		}
 		f.lastBatchPos, f.lastBatchFirst = int64(pos), recs[0].Offset
 		f.records += len(recs)
@@ -262,7 +263,7 @@ func crashOffsets(offs []int64) string {
 	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
 	var rs []segment.Range
 	for _, o := range offs {
-		rs = segment.AppendRange(rs, segment.Range{First: o, Last: o})
+		rs = offsets.Append(rs, segment.Range{First: o, Last: o})
 	}
 	more := ""
 	if len(rs) > 8 {
@@ -324,7 +325,7 @@ func (ds crashScan) notes(instance string) (torn, linked int, overlap []string) 
 		}
 		inFinal := offsetSet(ps.finals)
 		for _, f := range ps.inprog {
-			own := instance != "" && strings.HasSuffix(f.name, "."+instance+rolling.InProgressSuffix)
+			own := instance != "" && strings.HasSuffix(f.name, "."+instance+layout.InProgressSuffix)
 			if f.torn() > 0 && own {
 				torn++
 			}
@@ -357,7 +358,7 @@ func (ds crashScan) String() string {
 		var rs []segment.Range
 		for _, f := range ps.finals {
 			for _, r := range f.ranges {
-				rs = segment.AppendRange(rs, r)
+				rs = offsets.Append(rs, r)
 			}
 		}
 		fmt.Fprintf(&b, "\n    p%d: %d final files %s", id, len(ps.finals), crashRanges(rs))

@@ -24,7 +24,7 @@ import (
 )
 
 // ftpMarker is the per-folder range marker the FTP destination keeps on the
-// server (destination/ftp.MarkerName).
+// server (destination/layout.MarkerName).
 const ftpMarker = ".kafka-backup.ranges"
 
 // ftpOpts says how ftpConfig points the output at a server.

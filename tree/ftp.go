@@ -19,7 +19,7 @@ import (
 	jftp "github.com/jlaffaye/ftp"
 
 	"github.com/kafka-backup/kafka-backup/internal/ftpconn"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 )
 
 // maxAttempts bounds the attempts of one FTP operation on connections that
@@ -286,7 +286,7 @@ func (s *ftpSource) Topics(ctx context.Context) ([]string, error) {
 func (s *ftpSource) Stray(ctx context.Context, topic string) ([]Stray, error) {
 	dir, folder := s.root, isRootFolder
 	if topic != "" {
-		if err := rolling.ValidTopic(topic); err != nil {
+		if err := layout.ValidTopic(topic); err != nil {
 			return nil, err
 		}
 		dir, folder = path.Join(s.root, topic), isPartitionFolder
@@ -299,7 +299,7 @@ func (s *ftpSource) Stray(ctx context.Context, topic string) ([]Stray, error) {
 }
 
 func (s *ftpSource) Partitions(ctx context.Context, topic string) ([]int32, error) {
-	if err := rolling.ValidTopic(topic); err != nil {
+	if err := layout.ValidTopic(topic); err != nil {
 		return nil, err
 	}
 	es, err := s.list(ctx, path.Join(s.root, topic))
@@ -314,7 +314,7 @@ func (s *ftpSource) partitionDir(topic string, partition int32) string {
 }
 
 func (s *ftpSource) List(ctx context.Context, topic string, partition int32) (Partition, error) {
-	if err := rolling.ValidTopic(topic); err != nil {
+	if err := layout.ValidTopic(topic); err != nil {
 		return Partition{}, err
 	}
 	es, err := s.list(ctx, s.partitionDir(topic, partition))

@@ -14,6 +14,7 @@ import (
 
 	jftp "github.com/jlaffaye/ftp"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 )
 
@@ -23,20 +24,20 @@ const maxSnapshotBytes = 64 << 20
 // isRootFolder reports whether a name below the root is part of the
 // backup: a topic folder or the metadata folder.
 func isRootFolder(e entry) bool {
-	return isTopicFolder(e) || e.dir && e.name == metadata.DirName
+	return isTopicFolder(e) || e.dir && e.name == layout.MetadataDir
 }
 
 // SnapshotNames lists the snapshot files of the tree's metadata folder
-// (metadata.DirName), sorted by name (so by time); others are the folder's
+// (layout.MetadataDir), sorted by name (so by time); others are the folder's
 // other names (hidden in-progress and upload files among them). A tree
 // without the folder has none.
 func SnapshotNames(ctx context.Context, src Source) (names, others []string, err error) {
 	var es []entry
 	switch s := src.(type) {
 	case *localSource:
-		es, err = s.readDir(filepath.Join(s.root, metadata.DirName))
+		es, err = s.readDir(filepath.Join(s.root, layout.MetadataDir))
 	case *ftpSource:
-		es, err = s.list(ctx, path.Join(s.root, metadata.DirName))
+		es, err = s.list(ctx, path.Join(s.root, layout.MetadataDir))
 	default:
 		return nil, nil, fmt.Errorf("%s: snapshots cannot be listed from this kind of tree", src)
 	}
@@ -65,7 +66,7 @@ func ReadSnapshot(ctx context.Context, src Source, name string) ([]byte, error) 
 	}
 	switch s := src.(type) {
 	case *localSource:
-		f, err := openRegular(filepath.Join(s.root, metadata.DirName, name))
+		f, err := openRegular(filepath.Join(s.root, layout.MetadataDir, name))
 		if err != nil {
 			return nil, err
 		}
@@ -73,7 +74,7 @@ func ReadSnapshot(ctx context.Context, src Source, name string) ([]byte, error) 
 		return readLimited(f, name)
 	case *ftpSource:
 		var data []byte
-		p := path.Join(s.root, metadata.DirName, name)
+		p := path.Join(s.root, layout.MetadataDir, name)
 		err := s.withConn(ctx, func(c *jftp.ServerConn) error {
 			r, err := c.Retr(p)
 			if err != nil {

@@ -11,9 +11,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -60,8 +60,8 @@ type PartitionReader struct {
 	rd     *segment.Reader
 	base   int64 // byte position in the file where rd started
 
-	returned   offsetSet // offsets returned
-	pending    *Batch    // returned by Next, its offsets not yet in returned
+	returned   offsets.Set // offsets returned
+	pending    *Batch      // returned by Next, its offsets not yet in returned
 	duplicates int64
 	late       int64 // records returned below the highest offset returned before
 	batch      Batch
@@ -189,7 +189,7 @@ func (r *PartitionReader) Next() (*Batch, error) {
 				r.warn(fmt.Sprintf("%s starts at offset %d, not at the offset its name says", c.Name, b.BaseOffset))
 			}
 		}
-		if r.returned.covers(b.BaseOffset, b.LastOffset) {
+		if r.returned.Covers(b.BaseOffset, b.LastOffset) {
 			r.duplicates += int64(b.NumRecords)
 			r.advance(c, b, pos)
 			continue
@@ -233,7 +233,7 @@ func (r *PartitionReader) advance(c *cursor, b *segment.Batch, pos int64) {
 // (those come in the order of their names' offsets): a partition of many
 // files costs no more per batch than one of a few.
 func (r *PartitionReader) pick() (best *cursor, other int64) {
-	floor := r.returned.max() + 1
+	floor := r.returned.Max() + 1
 	other = math.MaxInt64
 	consider := func(c *cursor) {
 		c.order = max(c.key, floor)
@@ -261,7 +261,7 @@ func (r *PartitionReader) pick() (best *cursor, other int64) {
 // returned, when Records did not.
 func (r *PartitionReader) account() {
 	if b := r.pending; b != nil && !b.used {
-		r.returned.addRange(b.BaseOffset, b.LastOffset)
+		r.returned.AddRange(segment.Range{First: b.BaseOffset, Last: b.LastOffset})
 	}
 	r.pending = nil
 }
@@ -283,9 +283,9 @@ func (b *Batch) Records() ([]segment.Record, error) {
 		return nil, r.fail(c, b.base, err)
 	}
 	out := recs[:0]
-	high := r.returned.max()
+	high := r.returned.Max()
 	for _, rec := range recs {
-		if r.returned.contains(rec.Offset) {
+		if r.returned.Contains(rec.Offset) {
 			r.duplicates++
 			continue
 		}
@@ -295,7 +295,7 @@ func (b *Batch) Records() ([]segment.Record, error) {
 			}
 			r.late++
 		}
-		r.returned.add(rec.Offset)
+		r.returned.Add(rec.Offset)
 		out = append(out, rec)
 	}
 	return out, nil
@@ -314,7 +314,7 @@ func (r *PartitionReader) Late() int64 { return r.late }
 // called for.
 func (r *PartitionReader) Returned() []segment.Range {
 	r.account()
-	return append([]segment.Range(nil), r.returned.r...)
+	return slices.Clone(r.returned.Ranges())
 }
 
 // Close closes the file open.
@@ -409,7 +409,7 @@ func openAt(ctx context.Context, src Source, topic string, partition int32, name
 		if err := checkName(topic, name); err != nil {
 			return nil, err
 		}
-		f, err := os.Open(filepath.Join(rolling.PartitionDir(s.root, topic, partition), name))
+		f, err := os.Open(filepath.Join(layout.PartitionDir(s.root, topic, partition), name))
 		if err != nil {
 			return nil, err
 		}
@@ -437,45 +437,4 @@ func openAt(ctx context.Context, src Source, topic string, partition int32, name
 		return nil, fmt.Errorf("skipping to byte %d: %w", pos, err)
 	}
 	return rc, nil
-}
-
-// offsetSet is a set of offsets as sorted, disjoint, non-adjacent ranges.
-// Adding offsets in increasing order is O(1).
-type offsetSet struct {
-	r []segment.Range
-}
-
-// max returns the highest offset in the set, or -1.
-func (s *offsetSet) max() int64 {
-	if len(s.r) == 0 {
-		return -1
-	}
-	return s.r[len(s.r)-1].Last
-}
-
-func (s *offsetSet) add(off int64) { s.addRange(off, off) }
-
-// addRange adds the offsets from first to last.
-func (s *offsetSet) addRange(first, last int64) {
-	n := len(s.r)
-	if n == 0 || first > s.r[n-1].Last {
-		s.r = segment.AppendRange(s.r, segment.Range{First: first, Last: last})
-		return
-	}
-	// The ranges that touch or overlap [first-1, last+1] merge with it.
-	i := sort.Search(n, func(i int) bool { return s.r[i].Last >= first-1 })
-	j := sort.Search(n, func(i int) bool { return s.r[i].First > last+1 })
-	if i < j {
-		first = min(first, s.r[i].First)
-		last = max(last, s.r[j-1].Last)
-	}
-	s.r = append(s.r[:i], append([]segment.Range{{First: first, Last: last}}, s.r[j:]...)...)
-}
-
-func (s *offsetSet) contains(off int64) bool { return s.covers(off, off) }
-
-// covers reports whether every offset from first to last is in the set.
-func (s *offsetSet) covers(first, last int64) bool {
-	i := sort.Search(len(s.r), func(i int) bool { return s.r[i].Last >= first })
-	return i < len(s.r) && s.r[i].First <= first && s.r[i].Last >= last
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 )
 
 // TestPartitionRandomLayouts: layouts a writer fed out of order leaves (a
@@ -55,7 +55,7 @@ func TestPartitionRandomLayouts(t *testing.T) {
 			for b := a; b <= bEnd; b++ {
 				rs = append(rs, span(int64(b)*10, int64(b)*10+9))
 			}
-			backuptest.WriteFile(t, root, "t", 0, rolling.NameKafka.FileName(int64(a)*10), runs(t, 1+rng.IntN(10), rs...))
+			backuptest.WriteFile(t, root, "t", 0, layout.NameKafka.FileName(int64(a)*10), runs(t, 1+rng.IntN(10), rs...))
 		}
 		res := readAll(t, backuptest.OpenTree(t, root))
 		want := span(0, int64(nb)*10-1)

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/internal/backuptest"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 	"github.com/kafka-backup/kafka-backup/tree"
@@ -114,7 +114,7 @@ func sameOffsets(t *testing.T, got, want []int64) {
 // dirSize is the size of the files of partition 0 of topic t below root.
 func dirSize(t *testing.T, root string) int64 {
 	t.Helper()
-	es, err := os.ReadDir(rolling.PartitionDir(root, "t", 0))
+	es, err := os.ReadDir(layout.PartitionDir(root, "t", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestPartitionOverlapAndDuplicates(t *testing.T) {
 	backuptest.WriteSegment(t, root, "t", 0, "0", recsAt(span(0, 149)...), 10, segment.None)
 	backuptest.WriteSegment(t, root, "t", 0, "100", recsAt(span(100, 249)...), 7, segment.Snappy)
 	backuptest.WriteSegment(t, root, "t", 0, "250", recsAt(span(250, 399)...), 10, segment.LZ4)
-	backuptest.WriteSegment(t, root, "t", 0, rolling.NameKafka.FileName(250), recsAt(span(250, 399)...), 10, segment.LZ4)
+	backuptest.WriteSegment(t, root, "t", 0, layout.NameKafka.FileName(250), recsAt(span(250, 399)...), 10, segment.LZ4)
 	src := &countingSource{Source: backuptest.OpenTree(t, root), opens: map[string]int{}}
 	res := readAll(t, src)
 	sameOffsets(t, res.offsets, span(0, 399))
@@ -345,7 +345,7 @@ func TestPartitionManyFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(rolling.PartitionDir(root, "t", 0), "30")); err != nil {
+	if err := os.Remove(filepath.Join(layout.PartitionDir(root, "t", 0), "30")); err != nil {
 		t.Fatal(err)
 	}
 	rd := tree.NewPartitionReader(ctx, src, part, tree.ReadOptions{})

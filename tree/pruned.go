@@ -8,27 +8,26 @@ import (
 	"io/fs"
 
 	jftp "github.com/jlaffaye/ftp"
-
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 )
 
-// ReadPruned reads the rolling.PrunedNote of a partition folder: the offset
+// ReadPruned reads the layout.PrunedNote of a partition folder: the offset
 // below which a prune deleted its files. ok is false when the folder has
 // none.
-func ReadPruned(ctx context.Context, src Source, topic string, partition int32) (p rolling.Pruned, ok bool, err error) {
-	rc, err := src.Open(ctx, topic, partition, rolling.PrunedNote)
+func ReadPruned(ctx context.Context, src Source, topic string, partition int32) (p layout.Pruned, ok bool, err error) {
+	rc, err := src.Open(ctx, topic, partition, layout.PrunedNote)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, false, nil
 	}
 	if err != nil {
-		return p, false, fmt.Errorf("reading %s: %w", rolling.PrunedNote, err)
+		return p, false, fmt.Errorf("reading %s: %w", layout.PrunedNote, err)
 	}
 	defer rc.Close()
 	data, err := io.ReadAll(io.LimitReader(rc, 64<<10))
 	if err != nil {
-		return p, false, fmt.Errorf("reading %s: %w", rolling.PrunedNote, err)
+		return p, false, fmt.Errorf("reading %s: %w", layout.PrunedNote, err)
 	}
-	p, err = rolling.ParsePruned(data)
+	p, err = layout.ParsePruned(data)
 	if err != nil {
 		return p, false, err
 	}

@@ -28,22 +28,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kafka-backup/kafka-backup/destination/ftp"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 )
 
 // PasswordEnv is the environment variable Open takes the FTP password from
 // when Options.Password is empty.
 const PasswordEnv = "KAFKA_BACKUP_FTP_PASSWORD"
-
-// MarkerName is the range marker the FTP destination keeps in each partition
-// folder; it is neither a final file nor a leftover.
-const MarkerName = ftp.MarkerName
-
-// ParseMarker parses a marker: the offset ranges the FTP destination
-// recorded for each final file, by file name. A kafka_backup run takes the
-// marker's word for the files it lists and skips those offsets.
-func ParseMarker(data []byte) map[string][]rolling.Range { return ftp.ParseRanges(data) }
 
 // Options configures Open. Only the FTP settings exist; a local tree needs
 // none.
@@ -98,7 +88,7 @@ type Partition struct {
 	// Files are the final files sorted by first offset, then by name (the
 	// same offset may name two files, "101" and "00000000000000000101.log").
 	Files []File
-	// Leftovers are the hidden files other than MarkerName, by name.
+	// Leftovers are the hidden files other than layout.MarkerName, by name.
 	Leftovers []Leftover
 	// Stray are the other names in the folder (neither a final file nor a
 	// hidden file; folders too), by name, and every name that is not a
@@ -108,7 +98,7 @@ type Partition struct {
 	// NotRegular says, for the names of Stray that are not a regular file or
 	// folder, what they are ("a FIFO", "a symbolic link out of the tree").
 	NotRegular map[string]string
-	// Pruned says the folder holds a rolling.PrunedNote (ReadPruned reads
+	// Pruned says the folder holds a layout.PrunedNote (ReadPruned reads
 	// it): files below an offset were deleted on purpose.
 	Pruned bool
 }
@@ -177,7 +167,7 @@ func OpenFile(ctx context.Context, location string, opts Options) (io.ReadCloser
 	pdir := path.Dir(p)
 	tdir := path.Dir(pdir)
 	partition, ok := partitionName(path.Base(pdir))
-	if !ok || rolling.ValidTopic(path.Base(tdir)) != nil || name == "/" {
+	if !ok || layout.ValidTopic(path.Base(tdir)) != nil || name == "/" {
 		return nil, fmt.Errorf("backup file %s: an FTP file must be given as …/<topic>/<partition>/<file> of a backup tree", u.Redacted())
 	}
 	root := *u
@@ -267,7 +257,7 @@ func partitionName(name string) (int32, bool) {
 func topicFolders(es []entry) []string {
 	var out []string
 	for _, e := range es {
-		if e.dir && rolling.ValidTopic(e.name) == nil {
+		if e.dir && layout.ValidTopic(e.name) == nil {
 			out = append(out, e.name)
 		}
 	}
@@ -298,7 +288,7 @@ func strayNames(es []entry, folder func(e entry) bool) []Stray {
 	return out
 }
 
-func isTopicFolder(e entry) bool { return e.dir && rolling.ValidTopic(e.name) == nil }
+func isTopicFolder(e entry) bool { return e.dir && layout.ValidTopic(e.name) == nil }
 
 func isPartitionFolder(e entry) bool {
 	_, ok := partitionName(e.name)
@@ -332,19 +322,22 @@ type entry struct {
 func classify(topic string, partition int32, entries []entry) Partition {
 	p := Partition{Topic: topic, Partition: partition}
 	for _, e := range entries {
-		switch off, final := rolling.ParseFileName(e.name); {
+		switch kind := layout.Classify(e.name); {
 		case e.special != "":
 			p.Stray = append(p.Stray, e.name)
 			if p.NotRegular == nil {
 				p.NotRegular = map[string]string{}
 			}
 			p.NotRegular[e.name] = e.special
-		case e.name == MarkerName && !e.dir:
-		case e.name == rolling.PrunedNote && !e.dir:
+		case e.dir:
+			p.Stray = append(p.Stray, e.name)
+		case kind == layout.KindMarker:
+		case kind == layout.KindPruned:
 			p.Pruned = true
-		case final && !e.dir:
+		case kind == layout.KindFinal:
+			off, _ := layout.ParseFileName(e.name)
 			p.Files = append(p.Files, File{Name: e.name, FirstOffset: off, Size: e.size})
-		case strings.HasPrefix(e.name, ".") && !e.dir:
+		case kind != layout.KindStray:
 			p.Leftovers = append(p.Leftovers, Leftover{Name: e.name, Size: e.size})
 		default:
 			p.Stray = append(p.Stray, e.name)
@@ -364,7 +357,7 @@ func classify(topic string, partition int32, entries []entry) Partition {
 
 // checkName refuses a file name that is not one name in a partition folder.
 func checkName(topic string, name string) error {
-	if err := rolling.ValidTopic(topic); err != nil {
+	if err := layout.ValidTopic(topic); err != nil {
 		return err
 	}
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
@@ -497,7 +490,7 @@ func (s *localSource) Topics(ctx context.Context) ([]string, error) {
 func (s *localSource) Stray(ctx context.Context, topic string) ([]Stray, error) {
 	dir, folder := s.root, isRootFolder
 	if topic != "" {
-		if err := rolling.ValidTopic(topic); err != nil {
+		if err := layout.ValidTopic(topic); err != nil {
 			return nil, err
 		}
 		dir, folder = filepath.Join(s.root, topic), isPartitionFolder
@@ -510,7 +503,7 @@ func (s *localSource) Stray(ctx context.Context, topic string) ([]Stray, error) 
 }
 
 func (s *localSource) Partitions(ctx context.Context, topic string) ([]int32, error) {
-	if err := rolling.ValidTopic(topic); err != nil {
+	if err := layout.ValidTopic(topic); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(s.root, topic)
@@ -522,10 +515,10 @@ func (s *localSource) Partitions(ctx context.Context, topic string) ([]int32, er
 }
 
 func (s *localSource) List(ctx context.Context, topic string, partition int32) (Partition, error) {
-	if err := rolling.ValidTopic(topic); err != nil {
+	if err := layout.ValidTopic(topic); err != nil {
 		return Partition{}, err
 	}
-	dir := rolling.PartitionDir(s.root, topic, partition)
+	dir := layout.PartitionDir(s.root, topic, partition)
 	es, err := s.readDir(dir)
 	if err != nil {
 		return Partition{}, fmt.Errorf("listing %s: %w", dir, err)
@@ -537,7 +530,7 @@ func (s *localSource) Open(ctx context.Context, topic string, partition int32, n
 	if err := checkName(topic, name); err != nil {
 		return nil, err
 	}
-	p := filepath.Join(rolling.PartitionDir(s.root, topic, partition), name)
+	p := filepath.Join(layout.PartitionDir(s.root, topic, partition), name)
 	if st, err := os.Lstat(p); err == nil && st.Mode()&fs.ModeSymlink != 0 {
 		if _, err := s.resolve(p); err != nil {
 			return nil, fmt.Errorf("%s: %v: not opened", p, err)

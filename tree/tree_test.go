@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
 
@@ -36,7 +37,7 @@ func sample(rng *rand.Rand) fixture {
 		"orders/0/00000000000000000100.log":     data(10),
 		"orders/0/.300.host-1.inprogress":       data(7),
 		"orders/0/.250.host-2.upload":           data(5),
-		"orders/0/" + MarkerName:                []byte("0 0-99\n"),
+		"orders/0/" + layout.MarkerName:         []byte("0 0-99\n"),
 		"orders/0/notes.txt":                    []byte("stray"),
 		"orders/0/0100":                         []byte("a leading zero is no final name"),
 		"orders/1/7":                            data(1),

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
@@ -211,7 +211,7 @@ func printTree(out io.Writer, dir string) error {
 	for _, path := range files {
 		rel, _ := filepath.Rel(dir, path)
 		span, err := fileSpan(path)
-		if _, final := rolling.ParseFileName(filepath.Base(path)); !final || err != nil {
+		if _, final := layout.ParseFileName(filepath.Base(path)); !final || err != nil {
 			fmt.Fprintf(out, "  %-36s unexpected: %v\n", rel, err)
 			continue
 		}

@@ -14,7 +14,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
@@ -24,6 +26,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	_ "github.com/redpanda-data/connect/v4/public/components/kafka"
+
 	// The Prometheus metrics exporter (/metrics), the default exporter.
 	_ "github.com/redpanda-data/connect/v4/public/components/prometheus"
 
@@ -52,7 +55,14 @@ func main() {
 		service.CLIOptSetProductName("kafka-backup"),
 		service.CLIOptSetVersion(v, d),
 	}
-	service.RunCLI(context.Background(), append(stock,
+	// Benthos listens for SIGTERM and Ctrl-C only once the pipeline runs; one
+	// that comes while it starts (a Pod deleted just after it started) would
+	// kill the process with the signal's default action. From the start, a
+	// signal cancels the run's context instead, which Benthos and our own
+	// commands take as the order to stop cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	service.RunCLI(ctx, append(stock,
 		service.CLIOptSetEnvironment(env),
 		service.CLIOptAddCommand(createCommand(env, stock...)),
 		service.CLIOptAddCommand(demoCommand(env)),

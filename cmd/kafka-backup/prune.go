@@ -10,8 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kafka-backup/kafka-backup/inspect"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/prune"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/tree"
 	"github.com/kafka-backup/kafka-backup/units"
 )
@@ -33,7 +33,7 @@ that went quiet keeps its latest data. Hidden in-progress and upload files are
 never touched.
 
 Before deleting anything, prune records the partition's new first offset in
-the note ` + rolling.PrunedNote + ` of its folder (ls, verify and restore then report
+the note ` + layout.PrunedNote + ` of its folder (ls, verify and restore then report
 "pruned below offset N" instead of missing offsets) and, on an FTP server,
 removes the files from the folder's marker (.kafka-backup.ranges), so a crash
 leaves files the marker no longer claims, never a marker claiming deleted

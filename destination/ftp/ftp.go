@@ -34,16 +34,11 @@ import (
 	jftp "github.com/jlaffaye/ftp"
 
 	"github.com/kafka-backup/kafka-backup/internal/ftpconn"
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
-
-// MarkerName is the name of the file, in each remote partition folder, that
-// lists the offsets every final file in it covers, one line each:
-// "<name> <first>-<last>[,<first>-<last>…]" (a file's batches, contiguous
-// ones merged). It lets a restarted writer skip records already uploaded
-// without downloading the files.
-const MarkerName = ".kafka-backup.ranges"
 
 // Config configures a Destination.
 type Config struct {
@@ -92,7 +87,7 @@ type Destination struct {
 	// recorded holds, by remote folder, the marker lines this instance
 	// wrote: every update of the folder's marker writes them all again,
 	// repairing those another instance's update replaced.
-	recorded map[string]map[string][]rolling.Range
+	recorded map[string]map[string][]offsets.Range
 	refused  *Refusal      // the server's permanent refusal, while it holds
 	side     chan struct{} // places of the connections besides the uploaders' (dialSide)
 
@@ -105,7 +100,7 @@ type job struct {
 	remote    string // remote partition folder
 	name      string // final name
 	size      int64
-	ranges    []rolling.Range
+	ranges    []offsets.Range
 	attempt   int
 	notBefore time.Time
 	meta      bool // a metadata snapshot (metadata.go), not a data file
@@ -130,7 +125,7 @@ func New(cfg Config) (*Destination, error) {
 		return nil, fmt.Errorf("creating spool folder %s: %w", cfg.Spool, err)
 	}
 	d := &Destination{cfg: cfg, obs: cfg.Observer, side: make(chan struct{}, sideConnections), queued: map[string]bool{}, markers: map[string]*sync.Mutex{},
-		recorded: map[string]map[string][]rolling.Range{}}
+		recorded: map[string]map[string][]offsets.Range{}}
 	if d.obs == nil {
 		d.obs = nopObserver{}
 	}
@@ -162,7 +157,7 @@ func (d *Destination) queueSpool() error {
 		if err != nil || e.IsDir() {
 			return err
 		}
-		if _, ok := rolling.ParseFileName(e.Name()); !ok {
+		if _, ok := layout.ParseFileName(e.Name()); !ok {
 			return nil
 		}
 		rel, err := filepath.Rel(d.cfg.Spool, filepath.Dir(p))
@@ -327,7 +322,7 @@ func (d *Destination) done(j *job, err error, took time.Duration) {
 			d.obs.Warn(fmt.Errorf("metadata snapshot %s was removed from the spool before it reached the server: it is not in the backup (no record is lost; the snapshots taken after it are): %w", j.local, err))
 		} else {
 			d.obs.Error(fmt.Errorf("%s, to be uploaded as %s, was removed from the spool before it reached the server: offsets %s, acknowledged, are LOST from the backup; "+
-				"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(rangeLine("", j.ranges)), err))
+				"restore them from another copy, or reset the consumer group to re-read them if the topic still holds them: %w", j.local, remote, strings.TrimSpace(layout.FormatRangeLine("", j.ranges)), err))
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -387,7 +382,7 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 		return err
 	}
 	final := path.Join(j.remote, j.name)
-	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
+	tmp := path.Join(j.remote, layout.UploadName(j.name, d.cfg.Instance))
 
 	taken, err := nameTaken(c, final)
 	if err != nil {
@@ -438,7 +433,7 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if err := c.Rename(tmp, final); err != nil {
 		return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, d.storeRefusal(err))
 	}
-	if err := d.recordRanges(c, j.remote, map[string][]rolling.Range{j.name: j.ranges}); err != nil {
+	if err := d.recordRanges(c, j.remote, map[string][]offsets.Range{j.name: j.ranges}); err != nil {
 		return err
 	}
 	if err := d.appendJournal(filepath.Dir(j.local), j); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -499,12 +494,13 @@ func (d *Destination) trim(c *jftp.ServerConn, j *job, final string) error {
 // name of its first offset. done is true when nothing is left. With
 // records, a batch only partly held loses its held records
 // (rolling.TrimCoveredRecords).
-func (d *Destination) cut(j *job, held []rolling.Range, records bool) (done bool, err error) {
+func (d *Destination) cut(j *job, held []offsets.Range, records bool) (done bool, err error) {
+	hs := offsets.SetOf(held)
 	if _, err := os.Stat(j.local); errors.Is(err, fs.ErrNotExist) {
 		// Removed from the spool (its folder deleted): done if the
 		// server holds all of it, else lost.
 		for _, r := range j.ranges {
-			if !rolling.Covers(held, r) {
+			if !hs.Covers(r.First, r.Last) {
 				return false, fmt.Errorf("%w: %w", errSpoolFileGone, err)
 			}
 		}
@@ -516,7 +512,7 @@ func (d *Destination) cut(j *job, held []rolling.Range, records bool) (done bool
 	if records {
 		trim = rolling.TrimCoveredRecords
 	}
-	t, ok, err := trim(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
+	t, ok, err := trim(f, func(r offsets.Range) bool { return hs.Covers(r.First, r.Last) },
 		func(name string) string { return filepath.Join(spoolDir, name) })
 	if err != nil {
 		return false, err
@@ -544,7 +540,7 @@ func (d *Destination) cutHeld(c *jftp.ServerConn, j *job) (done bool, err error)
 	if err != nil {
 		return false, err
 	}
-	if !rolling.Overlap(held, j.ranges) {
+	if !offsets.Overlap(held, j.ranges) {
 		return false, nil
 	}
 	if done, err = d.cut(j, held, false); err != nil {
@@ -604,14 +600,14 @@ const markerTries = 5
 // again; and Close checks them once more. A line lost all the same (updates
 // crossing at the same moment) loses no record: readers take the offsets of
 // files the marker does not list from the files themselves.
-func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[string][]rolling.Range) error {
+func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[string][]offsets.Range) error {
 	m := d.markerLock(remote)
 	m.Lock()
 	defer m.Unlock()
 	d.mu.Lock()
 	mine := d.recorded[remote]
 	if mine == nil {
-		mine = map[string][]rolling.Range{}
+		mine = map[string][]offsets.Range{}
 		d.recorded[remote] = mine
 	}
 	for n, rs := range files {
@@ -651,14 +647,14 @@ func (d *Destination) recordRanges(c *jftp.ServerConn, remote string, files map[
 		return err
 	}
 	if !listsAll(ranges, files) {
-		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, MarkerName, markerTries))
+		d.obs.Warn(fmt.Errorf("%s/%s: other instances' updates kept replacing this one's %d times: some files are not listed; nothing is lost, their offsets are read from the files themselves", remote, layout.MarkerName, markerTries))
 	}
 	return nil
 }
 
 // lacksOld reports whether the marker lacks a line of files other than
 // those of fresh.
-func lacksOld(marker, files, fresh map[string][]rolling.Range) bool {
+func lacksOld(marker, files, fresh map[string][]offsets.Range) bool {
 	for n := range files {
 		if _, ok := marker[n]; !ok && fresh[n] == nil {
 			return true
@@ -669,9 +665,9 @@ func lacksOld(marker, files, fresh map[string][]rolling.Range) bool {
 
 // forgetPruned removes from files, and from the lines this instance writes
 // again, the files wholly below the folder's prune point
-// (rolling.PrunedNote): a prune deleted them, or is about to, and the
+// (layout.PrunedNote): a prune deleted them, or is about to, and the
 // marker must not claim them again.
-func (d *Destination) forgetPruned(c *jftp.ServerConn, remote string, files map[string][]rolling.Range) error {
+func (d *Destination) forgetPruned(c *jftp.ServerConn, remote string, files map[string][]offsets.Range) error {
 	below, err := readPrunedBelow(c, remote)
 	if err != nil || below <= 0 {
 		return err
@@ -687,10 +683,10 @@ func (d *Destination) forgetPruned(c *jftp.ServerConn, remote string, files map[
 	return nil
 }
 
-// readPrunedBelow returns the offset of a folder's rolling.PrunedNote, 0
+// readPrunedBelow returns the offset of a folder's layout.PrunedNote, 0
 // when it has none.
 func readPrunedBelow(c *jftp.ServerConn, dir string) (int64, error) {
-	p := path.Join(dir, rolling.PrunedNote)
+	p := path.Join(dir, layout.PrunedNote)
 	r, err := c.Retr(p)
 	if err != nil {
 		if code := ftpconn.ReplyCode(err); code == 550 || code == 450 {
@@ -705,7 +701,7 @@ func readPrunedBelow(c *jftp.ServerConn, dir string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", p, err)
 	}
-	note, err := rolling.ParsePruned(data)
+	note, err := layout.ParsePruned(data)
 	if err != nil {
 		return 0, nil // verify reports it; the lines are kept
 	}
@@ -734,9 +730,9 @@ func (d *Destination) forgetLine(c *jftp.ServerConn, remote, name string) error 
 }
 
 // listsAll reports whether marker lists every file of files with its ranges.
-func listsAll(marker, files map[string][]rolling.Range) bool {
+func listsAll(marker, files map[string][]offsets.Range) bool {
 	for n, rs := range files {
-		if old, ok := marker[n]; !ok || rangeLine(n, old) != rangeLine(n, rs) {
+		if old, ok := marker[n]; !ok || layout.FormatRangeLine(n, old) != layout.FormatRangeLine(n, rs) {
 			return false
 		}
 	}
@@ -745,13 +741,13 @@ func listsAll(marker, files map[string][]rolling.Range) bool {
 
 // writeMarker stores a folder's marker: under a temporary name, renamed
 // over the old one.
-func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[string][]rolling.Range) error {
+func (d *Destination) writeMarker(c *jftp.ServerConn, remote string, ranges map[string][]offsets.Range) error {
 	return storeMarker(c, remote, d.cfg.Instance, ranges, d.storeRefusal)
 }
 
 // storeMarker stores a folder's marker under a temporary name of instance,
 // renamed over the old one; refusal wraps the error of the upload.
-func storeMarker(c *jftp.ServerConn, remote, instance string, ranges map[string][]rolling.Range, refusal func(error) error) error {
+func storeMarker(c *jftp.ServerConn, remote, instance string, ranges map[string][]offsets.Range, refusal func(error) error) error {
 	names := make([]string, 0, len(ranges))
 	for n := range ranges {
 		names = append(names, n)
@@ -759,10 +755,10 @@ func storeMarker(c *jftp.ServerConn, remote, instance string, ranges map[string]
 	sort.Slice(names, func(a, b int) bool { return ranges[names[a]][0].First < ranges[names[b]][0].First })
 	var buf bytes.Buffer
 	for _, n := range names {
-		buf.WriteString(rangeLine(n, ranges[n]))
+		buf.WriteString(layout.FormatRangeLine(n, ranges[n]))
 	}
-	marker := path.Join(remote, MarkerName)
-	tmp := path.Join(remote, MarkerName+"."+instance+".tmp")
+	marker := path.Join(remote, layout.MarkerName)
+	tmp := path.Join(remote, layout.MarkerTempName(instance))
 	if err := c.Stor(tmp, &buf); err != nil {
 		return fmt.Errorf("storing %s: %w", tmp, refusal(err))
 	}
@@ -809,15 +805,15 @@ func DropFromMarker(c *jftp.ServerConn, remote, instance string, names []string)
 			return err
 		}
 	}
-	return fmt.Errorf("%s/%s: writers' updates kept bringing back the lines of the files to delete %d times", remote, MarkerName, markerTries)
+	return fmt.Errorf("%s/%s: writers' updates kept bringing back the lines of the files to delete %d times", remote, layout.MarkerName, markerTries)
 }
 
 // StoreNote stores data as the file name of the remote folder remote,
 // replacing it: under a temporary name of instance, its size checked, then
 // renamed over the old one, so a reader sees the old note or the new one,
-// never a part. kafka-backup prune stores rolling.PrunedNote with it.
+// never a part. kafka-backup prune stores layout.PrunedNote with it.
 func StoreNote(c *jftp.ServerConn, remote, name, instance string, data []byte) error {
-	tmp := path.Join(remote, name+"."+instance+".tmp")
+	tmp := path.Join(remote, layout.TempName(name, instance))
 	if err := c.Stor(tmp, bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("storing %s: %w", tmp, err)
 	}
@@ -831,91 +827,40 @@ func StoreNote(c *jftp.ServerConn, remote, name, instance string, data []byte) e
 	return renameOver(c, tmp, path.Join(remote, name))
 }
 
-// rangeLine formats one marker or journal line.
-func rangeLine(name string, ranges []rolling.Range) string {
-	var b strings.Builder
-	b.WriteString(name)
-	for i, r := range ranges {
-		if i == 0 {
-			b.WriteByte(' ')
-		} else {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%d-%d", r.First, r.Last)
-	}
-	b.WriteByte('\n')
-	return b.String()
-}
-
 // readMarker reads a folder's marker; a missing marker is empty.
-func readMarker(c *jftp.ServerConn, dir string) (map[string][]rolling.Range, error) {
-	r, err := c.Retr(path.Join(dir, MarkerName))
+func readMarker(c *jftp.ServerConn, dir string) (map[string][]offsets.Range, error) {
+	r, err := c.Retr(path.Join(dir, layout.MarkerName))
 	if err != nil {
 		if code := ftpconn.ReplyCode(err); code != 550 && code != 450 {
 			// Not "no such file" (a broken connection, 425, 451…): taken
 			// as empty, the marker would be rewritten without the lines of
 			// every file uploaded before.
-			return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
+			return nil, fmt.Errorf("reading %s: %w", path.Join(dir, layout.MarkerName), err)
 		}
-		return map[string][]rolling.Range{}, nil // no marker yet
+		return map[string][]offsets.Range{}, nil // no marker yet
 	}
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path.Join(dir, MarkerName), err)
+		return nil, fmt.Errorf("reading %s: %w", path.Join(dir, layout.MarkerName), err)
 	}
-	return ParseRanges(data), nil
+	return layout.ParseRanges(data), nil
 }
-
-// ParseRanges parses a marker (MarkerName) or journal (JournalName): the
-// offset ranges each file holds, by file name. Lines it cannot read, and
-// comment lines (starting with #), are skipped; a later line for a name
-// wins.
-func ParseRanges(data []byte) map[string][]rolling.Range {
-	out := map[string][]rolling.Range{}
-	for _, line := range strings.Split(string(data), "\n") {
-		name, list, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		var rs []rolling.Range
-		for _, part := range strings.Split(list, ",") {
-			var r rolling.Range
-			if n, _ := fmt.Sscanf(part, "%d-%d", &r.First, &r.Last); n != 2 || r.Last < r.First {
-				rs = nil
-				break
-			}
-			rs = append(rs, r)
-		}
-		if len(rs) > 0 {
-			out[name] = rs
-		}
-	}
-	return out
-}
-
-// JournalName is the name of the file, in each spool partition folder, that
-// lists the files this spool uploaded, in the marker's format, after a first
-// line naming the destination (journalScope). It is a hint, never the
-// truth: what counts as backed up is what the server holds. Persisted
-// compares it with the server and warns about files the server no longer
-// holds; a journal of another destination is removed with a warning.
-const JournalName = ".uploaded.ranges"
 
 // journalScope is the first line of every journal of this destination:
 // server, user and remote folder (never the password).
 func (d *Destination) journalScope() string {
-	return fmt.Sprintf("# kafka-backup upload journal of ftp://%s@%s%s\n", d.cfg.User, d.cfg.Addr, path.Join("/", d.cfg.Root))
+	return layout.JournalHeader(fmt.Sprintf("ftp://%s@%s%s", d.cfg.User, d.cfg.Addr, path.Join("/", d.cfg.Root)))
 }
 
 func (d *Destination) appendJournal(dir string, j *job) error {
-	f, err := os.OpenFile(filepath.Join(dir, JournalName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, layout.JournalName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
-	line := rangeLine(j.name, j.ranges)
+	line := layout.FormatRangeLine(j.name, j.ranges)
 	if st, err := f.Stat(); err == nil && st.Size() == 0 {
 		line = d.journalScope() + line
 	}
@@ -931,7 +876,7 @@ func (d *Destination) checkJournals() error {
 	scope := d.journalScope()
 	others := map[string][]string{} // scope line → journals
 	err := filepath.WalkDir(d.cfg.Spool, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() || e.Name() != JournalName {
+		if err != nil || e.IsDir() || e.Name() != layout.JournalName {
 			return err
 		}
 		data, err := os.ReadFile(p)
@@ -950,11 +895,11 @@ func (d *Destination) checkJournals() error {
 	}
 	for first, paths := range others {
 		of := "a destination it does not name (an older kafka-backup)"
-		if s, ok := strings.CutPrefix(first, "# kafka-backup upload journal of "); ok {
+		if s, ok := strings.CutPrefix(first, layout.JournalHeaderPrefix); ok {
 			of = "another destination, " + s
 		}
 		d.obs.Warn(fmt.Errorf("the spool %s holds %d upload journals (%s) of %s, not of this one, %s: not trusted, removed; the server decides what is backed up",
-			d.cfg.Spool, len(paths), JournalName, of, strings.TrimSpace(strings.TrimPrefix(scope, "# kafka-backup upload journal of "))))
+			d.cfg.Spool, len(paths), layout.JournalName, of, strings.TrimSpace(strings.TrimPrefix(scope, layout.JournalHeaderPrefix))))
 		for _, p := range paths {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("removing the journal of another destination: %w", err)
@@ -968,8 +913,8 @@ func (d *Destination) checkJournals() error {
 // files the journal says this spool uploaded whose offsets the server does
 // not hold are reported, and the journal is rewritten with the files the
 // server confirms.
-func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []rolling.Range) {
-	p := filepath.Join(spoolDir, JournalName)
+func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []offsets.Range) {
+	p := filepath.Join(spoolDir, layout.JournalName)
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return
@@ -977,30 +922,31 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 	var gone []string
 	var kept strings.Builder
 	kept.WriteString(d.journalScope())
-	journal := ParseRanges(data)
+	journal := layout.ParseRanges(data)
 	names := make([]string, 0, len(journal))
 	for n := range journal {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	hs := offsets.SetOf(held)
 	for _, n := range names {
 		rs := journal[n]
 		ok := true
 		for _, r := range rs {
-			ok = ok && rolling.Covers(held, r)
+			ok = ok && hs.Covers(r.First, r.Last)
 		}
 		if !ok {
-			gone = append(gone, strings.TrimSpace(rangeLine(n, rs)))
+			gone = append(gone, strings.TrimSpace(layout.FormatRangeLine(n, rs)))
 			continue
 		}
-		kept.WriteString(rangeLine(n, rs))
+		kept.WriteString(layout.FormatRangeLine(n, rs))
 	}
 	if len(gone) == 0 {
 		return
 	}
 	d.obs.Warn(fmt.Errorf("%s/%d: %d files this spool uploaded to %s are not on the server any more (name and offsets: %s): deleted or moved there? Records delivered again are backed up again; offsets not delivered again are missing from the backup unless restored to the server",
 		topic, partition, len(gone), d.cfg.Addr, strings.Join(gone, "; ")))
-	tmp := p + ".tmp"
+	tmp := filepath.Join(spoolDir, layout.JournalTempName)
 	if err := os.WriteFile(tmp, []byte(kept.String()), 0o644); err == nil {
 		_ = os.Rename(tmp, p)
 	}
@@ -1017,15 +963,15 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 // through the Observer and returns the spool's files only, so backups go on
 // into the spool while the server is down; records the server holds already
 // and that are delivered again are cut from their files before upload.
-func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
-	var out []rolling.Range
-	spoolDir := rolling.PartitionDir(d.cfg.Spool, topic, partition)
+func (d *Destination) Persisted(ctx context.Context, topic string, partition int32) ([]offsets.Range, error) {
+	var out []offsets.Range
+	spoolDir := layout.PartitionDir(d.cfg.Spool, topic, partition)
 	entries, err := os.ReadDir(spoolDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	for _, e := range entries {
-		if _, ok := rolling.ParseFileName(e.Name()); ok {
+		if _, ok := layout.ParseFileName(e.Name()); ok {
 			span, _ := localSpan(filepath.Join(spoolDir, e.Name()))
 			out = append(out, span.Ranges...)
 		}
@@ -1044,7 +990,7 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 	return append(out, remote...), nil
 }
 
-func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]rolling.Range, error) {
+func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]offsets.Range, error) {
 	c, release, err := d.dialSide(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
@@ -1059,7 +1005,7 @@ func (d *Destination) remoteRanges(ctx context.Context, topic string, partition 
 // from its marker, except the file named except. The files the marker does
 // not list are downloaded when download is set, and returned in unlisted
 // too; else left out.
-func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, download bool) (held []rolling.Range, unlisted map[string][]rolling.Range, err error) {
+func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, download bool) (held []offsets.Range, unlisted map[string][]offsets.Range, err error) {
 	names, err := c.NameList(remote)
 	if err != nil {
 		if connBroken(err) {
@@ -1073,7 +1019,7 @@ func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, dow
 	}
 	for _, n := range names {
 		n = path.Base(n)
-		if _, ok := rolling.ParseFileName(n); !ok || n == except {
+		if _, ok := layout.ParseFileName(n); !ok || n == except {
 			continue
 		}
 		if rs, ok := ranges[n]; ok {
@@ -1092,7 +1038,7 @@ func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, dow
 		}
 		held = append(held, rs...)
 		if unlisted == nil {
-			unlisted = map[string][]rolling.Range{}
+			unlisted = map[string][]offsets.Range{}
 		}
 		unlisted[n] = rs
 	}
@@ -1101,14 +1047,14 @@ func (d *Destination) remoteFiles(c *jftp.ServerConn, remote, except string, dow
 
 // remoteSpan downloads one remote file and returns the offsets its complete
 // batches cover.
-func remoteSpan(c *jftp.ServerConn, p string) ([]rolling.Range, error) {
+func remoteSpan(c *jftp.ServerConn, p string) ([]offsets.Range, error) {
 	resp, err := c.Retr(p)
 	if err != nil {
 		return nil, fmt.Errorf("downloading %s to read its offsets: %w", p, err)
 	}
 	defer resp.Close()
 	rd := segment.NewReader(resp)
-	var rs []rolling.Range
+	var rs []offsets.Range
 	for {
 		b, err := rd.Next()
 		if err != nil {
@@ -1117,7 +1063,7 @@ func remoteSpan(c *jftp.ServerConn, p string) ([]rolling.Range, error) {
 			}
 			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
-		rs = segment.AppendRange(rs, rolling.Range{First: b.BaseOffset, Last: b.LastOffset})
+		rs = offsets.Append(rs, offsets.Range{First: b.BaseOffset, Last: b.LastOffset})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/prune"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
@@ -148,9 +149,9 @@ func remoteOffsets(t *testing.T, srv *ftptest.Server) []int64 {
 	seen := map[int64]bool{}
 	var offs []int64
 	for _, e := range entries {
-		first, ok := rolling.ParseFileName(e.Name())
+		first, ok := layout.ParseFileName(e.Name())
 		if !ok {
-			if e.Name() != ftp.MarkerName {
+			if e.Name() != layout.MarkerName {
 				t.Errorf("unexpected file left on the server: %s", e.Name())
 			}
 			continue
@@ -301,7 +302,7 @@ func TestJournalOfAnotherDestination(t *testing.T) {
 	if err := os.MkdirAll(jdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	journal := filepath.Join(jdir, ftp.JournalName)
+	journal := filepath.Join(jdir, layout.JournalName)
 	old := "# kafka-backup upload journal of ftp://u@elsewhere:21/other\n0 0-499\n"
 	if err := os.WriteFile(journal, []byte(old), 0o644); err != nil {
 		t.Fatal(err)
@@ -408,7 +409,7 @@ func spoolFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && d.Name() != ftp.JournalName {
+		if err == nil && !d.IsDir() && d.Name() != layout.JournalName {
 			out = append(out, p)
 		}
 		return nil
@@ -434,7 +435,7 @@ func TestTakenNameIsTrimmed(t *testing.T) {
 		data, n = e.AppendBatch(data, recs[:100], 1<<30)
 		recs = recs[n:]
 	}
-	dir := rolling.PartitionDir(spool, "test", 0)
+	dir := layout.PartitionDir(spool, "test", 0)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -475,11 +476,11 @@ func TestHeldBatchesAreCut(t *testing.T) {
 				data, n = e.AppendBatch(data, recs[:min(100, len(recs))], 1<<30)
 				recs = recs[n:]
 			}
-			dir := rolling.PartitionDir(spool, "test", 0)
+			dir := layout.PartitionDir(spool, "test", 0)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			first := rolling.NamePlain.FileName(c.spooled[0].Offset)
+			first := layout.NamePlain.FileName(c.spooled[0].Offset)
 			if err := os.WriteFile(filepath.Join(dir, first), data, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -544,18 +545,18 @@ func TestMarkerAcrossInstances(t *testing.T) {
 	}
 	assertAll(t, srv, 6000)
 	dir := srv.LocalPath("/backup/10MB/test/0")
-	data, err := os.ReadFile(filepath.Join(dir, ftp.MarkerName))
+	data, err := os.ReadFile(filepath.Join(dir, layout.MarkerName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	marker := ftp.ParseRanges(data)
+	marker := layout.ParseRanges(data)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files := 0
 	for _, e := range entries {
-		first, ok := rolling.ParseFileName(e.Name())
+		first, ok := layout.ParseFileName(e.Name())
 		if !ok {
 			continue
 		}
@@ -672,12 +673,12 @@ func TestMarkerKeptOnFailedRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.drain(t, nil)
-	marker := filepath.Join(srv.LocalPath("/backup/10MB/test/0"), ftp.MarkerName)
+	marker := filepath.Join(srv.LocalPath("/backup/10MB/test/0"), layout.MarkerName)
 	before, err := os.ReadFile(marker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := len(ftp.ParseRanges(before))
+	n := len(layout.ParseRanges(before))
 	// The next run (another instance) uploads one more file; its two reads
 	// of the marker fail: the one that finds what the server holds already,
 	// and the one before the marker is rewritten.
@@ -703,7 +704,7 @@ func TestMarkerKeptOnFailedRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(ftp.ParseRanges(after)); got != n+1 {
+	if got := len(layout.ParseRanges(after)); got != n+1 {
 		t.Fatalf("marker lists %d files after one more upload, want %d:\nbefore:\n%s\nafter:\n%s", got, n+1, before, after)
 	}
 }
@@ -736,11 +737,11 @@ func TestMarkerAfterPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := srv.LocalPath("/backup/10MB/test/0")
-	data, err := os.ReadFile(filepath.Join(dir, ftp.MarkerName))
+	data, err := os.ReadFile(filepath.Join(dir, layout.MarkerName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	marker := ftp.ParseRanges(data)
+	marker := layout.ParseRanges(data)
 	for name := range marker {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("the marker lists %s, which the prune deleted: %v", name, err)

@@ -9,8 +9,7 @@ import (
 	"path"
 
 	jftp "github.com/jlaffaye/ftp"
-
-	"github.com/kafka-backup/kafka-backup/metadata"
+	"github.com/kafka-backup/kafka-backup/layout"
 )
 
 // PublishMetadata queues a metadata snapshot of the spool (local, under its
@@ -23,7 +22,7 @@ func (d *Destination) PublishMetadata(local, name string) error {
 	if err != nil {
 		return err
 	}
-	d.enqueue(&job{local: local, remote: path.Join(d.cfg.Root, metadata.DirName), name: name, size: st.Size(), meta: true})
+	d.enqueue(&job{local: local, remote: path.Join(d.cfg.Root, layout.MetadataDir), name: name, size: st.Size(), meta: true})
 	return nil
 }
 
@@ -37,7 +36,7 @@ func (d *Destination) PublishMetadata(local, name string) error {
 // counted as a failed upload, and never stops the data path.
 func (d *Destination) uploadMetadata(c *jftp.ServerConn, j *job) error {
 	final := path.Join(j.remote, j.name)
-	tmp := path.Join(j.remote, "."+j.name+"."+d.cfg.Instance+".upload")
+	tmp := path.Join(j.remote, layout.UploadName(j.name, d.cfg.Instance))
 	taken, err := nameTaken(c, final)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
@@ -24,7 +25,7 @@ func TestRefusedSnapshotsDoNotStopRecords(t *testing.T) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, metadata.DirName), []byte("not a folder"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, layout.MetadataDir), []byte("not a folder"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := newRig(t, srv, func(c *ftp.Config) { c.SpoolLimit = 4 << 10 })
@@ -78,7 +79,7 @@ func TestSnapshotRemovedFromSpool(t *testing.T) {
 	if err := (metadata.SpoolStore{Spool: r.spool, Dest: r.dest}).Put(context.Background(), name, []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(filepath.Join(r.spool, metadata.DirName)); err != nil {
+	if err := os.RemoveAll(filepath.Join(r.spool, layout.MetadataDir)); err != nil {
 		t.Fatal(err)
 	}
 	srv.Restart()

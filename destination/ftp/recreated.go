@@ -12,6 +12,8 @@ import (
 
 	jftp "github.com/jlaffaye/ftp"
 
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -51,13 +53,13 @@ func (d *Destination) StoredRecord(ctx context.Context, topic string, partition 
 	firsts := map[string]int64{}
 	for _, n := range names {
 		n = path.Base(n)
-		first, ok := rolling.ParseFileName(n)
+		first, ok := layout.ParseFileName(n)
 		if !ok || first > off {
 			continue
 		}
 		firsts[n] = first
 		if rs, ok := marker[n]; ok {
-			if rolling.Covers(rs, rolling.Range{First: off, Last: off}) {
+			if offsets.SetOf(rs).Contains(off) {
 				listed = append(listed, n)
 			}
 			continue
@@ -123,7 +125,7 @@ func (d *Destination) Folder(topic string, partition int32) string {
 }
 
 // KeepNote implements rolling.NoteKeeper: it stores note as
-// rolling.RecreatedNote in the partition's folder on the server, where
+// layout.RecreatedNote in the partition's folder on the server, where
 // verify finds it.
 func (d *Destination) KeepNote(ctx context.Context, topic string, partition int32, note []byte) error {
 	c, release, err := d.dialSide(ctx)
@@ -135,13 +137,13 @@ func (d *Destination) KeepNote(ctx context.Context, topic string, partition int3
 	if err := d.makeDirs(c, remote); err != nil {
 		return err
 	}
-	if err := c.Stor(path.Join(remote, rolling.RecreatedNote), bytes.NewReader(note)); err != nil {
-		return fmt.Errorf("storing %s: %w", path.Join(remote, rolling.RecreatedNote), err)
+	if err := c.Stor(path.Join(remote, layout.RecreatedNote), bytes.NewReader(note)); err != nil {
+		return fmt.Errorf("storing %s: %w", path.Join(remote, layout.RecreatedNote), err)
 	}
 	return nil
 }
 
-// Note implements rolling.NoteKeeper: it returns the rolling.RecreatedNote
+// Note implements rolling.NoteKeeper: it returns the layout.RecreatedNote
 // of the partition's folder on the server, and false when there is none.
 func (d *Destination) Note(ctx context.Context, topic string, partition int32) ([]byte, bool, error) {
 	c, release, err := d.dialSide(ctx)
@@ -149,7 +151,7 @@ func (d *Destination) Note(ctx context.Context, topic string, partition int32) (
 		return nil, false, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, err)
 	}
 	defer release()
-	p := path.Join(d.remoteDir(topic, partition), rolling.RecreatedNote)
+	p := path.Join(d.remoteDir(topic, partition), layout.RecreatedNote)
 	resp, err := c.Retr(p)
 	if err != nil {
 		if connBroken(err) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
@@ -57,7 +58,7 @@ func TestRecreatedNoteOnServerRefusesWithNewSpool(t *testing.T) {
 	if err := r2.writer.Write(context.Background(), "test", 0, fresh); !errors.Is(err, rolling.ErrRecreated) {
 		t.Fatalf("Write of the recreated topic's records: %v, want ErrRecreated", err)
 	}
-	if _, err := os.Stat(filepath.Join(srv.LocalPath("/backup/10MB/test/0"), rolling.RecreatedNote)); err != nil {
+	if _, err := os.Stat(filepath.Join(srv.LocalPath("/backup/10MB/test/0"), layout.RecreatedNote)); err != nil {
 		t.Fatalf("no note on the server: %v", err)
 	}
 
@@ -92,7 +93,7 @@ func TestPartlyHeldBatchUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if _, ok := rolling.ParseFileName(e.Name()); !ok {
+		if _, ok := layout.ParseFileName(e.Name()); !ok {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(dir, e.Name()))

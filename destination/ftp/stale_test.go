@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kafka-backup/kafka-backup/destination/ftp"
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftptest"
 )
@@ -20,13 +20,13 @@ func spoolFile(t *testing.T, spool string, recs []segment.Record, batch int) {
 	t.Helper()
 	e, _ := segment.NewEncoder(segment.None)
 	var data []byte
-	name := rolling.NamePlain.FileName(recs[0].Offset)
+	name := layout.NamePlain.FileName(recs[0].Offset)
 	for len(recs) > 0 {
 		var n int
 		data, n = e.AppendBatch(data, recs[:min(batch, len(recs))], 1<<30)
 		recs = recs[n:]
 	}
-	dir := rolling.PartitionDir(spool, "test", 0)
+	dir := layout.PartitionDir(spool, "test", 0)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

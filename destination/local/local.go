@@ -12,6 +12,8 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -39,16 +41,17 @@ var errFinalExists = errors.New("final file exists")
 // that cannot resolve it, Publish fails and f stays where it is.
 func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 	dir := filepath.Dir(f.Path)
-	_, inst, _ := rolling.ParseInProgressName(filepath.Base(f.Path))
-	cut := func(f rolling.File, held []rolling.Range) (rolling.File, bool, error) {
-		return rolling.TrimCovered(f, func(r rolling.Range) bool { return rolling.Covers(held, r) },
-			func(name string) string { return filepath.Join(dir, rolling.InProgressName(name, inst+"-trim")) })
+	_, inst, _ := layout.ParseInProgressName(filepath.Base(f.Path))
+	cut := func(f rolling.File, held []offsets.Range) (rolling.File, bool, error) {
+		hs := offsets.SetOf(held)
+		return rolling.TrimCovered(f, func(r offsets.Range) bool { return hs.Covers(r.First, r.Last) },
+			func(name string) string { return filepath.Join(dir, layout.InProgressName(name, inst+"-trim")) })
 	}
 	held, err := heldAround(dir, f)
 	if err != nil {
 		return err
 	}
-	if rolling.Overlap(held, f.Ranges) {
+	if offsets.Overlap(held, f.Ranges) {
 		t, ok, err := cut(f, held)
 		if err != nil {
 			return fmt.Errorf("cutting from %s the records final files hold already: %w", f.Path, err)
@@ -92,14 +95,14 @@ func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 
 // Persisted reads the offset range of every final file of a partition from
 // its batch headers.
-func (d *Destination) Persisted(_ context.Context, topic string, partition int32) ([]rolling.Range, error) {
-	return FinalRanges(rolling.PartitionDir(d.root, topic, partition))
+func (d *Destination) Persisted(_ context.Context, topic string, partition int32) ([]offsets.Range, error) {
+	return FinalRanges(layout.PartitionDir(d.root, topic, partition))
 }
 
 // FinalRanges returns the offsets the final files in dir cover, read from
 // batch headers only: each file's batches, contiguous ones merged. A missing
 // folder holds nothing.
-func FinalRanges(dir string) ([]rolling.Range, error) {
+func FinalRanges(dir string) ([]offsets.Range, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -107,9 +110,9 @@ func FinalRanges(dir string) ([]rolling.Range, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []rolling.Range
+	var out []offsets.Range
 	for _, e := range entries {
-		if _, ok := rolling.ParseFileName(e.Name()); !ok || !e.Type().IsRegular() {
+		if _, ok := layout.ParseFileName(e.Name()); !ok || !e.Type().IsRegular() {
 			continue
 		}
 		rs, err := heldBy(filepath.Join(dir, e.Name()))
@@ -126,7 +129,7 @@ func FinalRanges(dir string) ([]rolling.Range, error) {
 // below its first offset (one usually; more when files interleave). The
 // files below those are not read, so a long-lived folder costs a listing and
 // a few headers per file published.
-func heldAround(dir string, f rolling.File) ([]rolling.Range, error) {
+func heldAround(dir string, f rolling.File) ([]offsets.Range, error) {
 	const below = 3
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -138,7 +141,7 @@ func heldAround(dir string, f rolling.File) ([]rolling.Range, error) {
 	}
 	var inside, under []named
 	for _, e := range entries {
-		first, ok := rolling.ParseFileName(e.Name())
+		first, ok := layout.ParseFileName(e.Name())
 		switch {
 		case !ok || !e.Type().IsRegular() || first > f.LastOffset:
 		case first >= f.FirstOffset:
@@ -148,7 +151,7 @@ func heldAround(dir string, f rolling.File) ([]rolling.Range, error) {
 		}
 	}
 	sort.Slice(under, func(i, j int) bool { return under[i].first > under[j].first })
-	var out []rolling.Range
+	var out []offsets.Range
 	for _, n := range append(inside, under[:min(below, len(under))]...) {
 		rs, err := heldBy(filepath.Join(dir, n.name))
 		if err != nil {
@@ -161,7 +164,7 @@ func heldAround(dir string, f rolling.File) ([]rolling.Range, error) {
 
 // heldBy returns the offsets of a final file's complete batches; a torn or
 // corrupt file holds those before the damage.
-func heldBy(path string) ([]rolling.Range, error) {
+func heldBy(path string) ([]offsets.Range, error) {
 	span, err := fileSpan(path)
 	if span.Batches == 0 && err != nil && !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
 		return nil, err

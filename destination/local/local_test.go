@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/kafka-backup/kafka-backup/destination/local"
+	"github.com/kafka-backup/kafka-backup/layout"
+	"github.com/kafka-backup/kafka-backup/offsets"
 	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 )
@@ -66,7 +68,7 @@ func readFile(t *testing.T, path string) []byte {
 	return b
 }
 
-func sorted(rs []rolling.Range) []rolling.Range {
+func sorted(rs []offsets.Range) []offsets.Range {
 	rs = slices.Clone(rs)
 	sort.Slice(rs, func(i, j int) bool { return rs[i].First < rs[j].First })
 	return rs
@@ -76,9 +78,9 @@ func TestPublishRenames(t *testing.T) {
 	for _, fsync := range []bool{false, true} {
 		root := t.TempDir()
 		d := local.New(root)
-		pdir := rolling.PartitionDir(root, "t", 0)
+		pdir := layout.PartitionDir(root, "t", 0)
 		data := segmentBytes(t, span(100, 109), 4)
-		tmp := filepath.Join(pdir, rolling.InProgressName("100", "i1"))
+		tmp := filepath.Join(pdir, layout.InProgressName("100", "i1"))
 		writeFile(t, tmp, data)
 		f := rolling.File{Topic: "t", Partition: 0, Path: tmp, Name: "100", FirstOffset: 100, LastOffset: 109, Fsync: fsync}
 		if err := d.Publish(context.Background(), f); err != nil {
@@ -91,7 +93,7 @@ func TestPublishRenames(t *testing.T) {
 			t.Fatal("final file does not hold the in-progress file's bytes")
 		}
 		rs, err := d.Persisted(context.Background(), "t", 0)
-		if err != nil || !slices.Equal(rs, []rolling.Range{{First: 100, Last: 109}}) {
+		if err != nil || !slices.Equal(rs, []offsets.Range{{First: 100, Last: 109}}) {
 			t.Fatalf("Persisted = %v, %v", rs, err)
 		}
 	}
@@ -100,12 +102,12 @@ func TestPublishRenames(t *testing.T) {
 func TestPublishNeverReplaces(t *testing.T) {
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	// The existing final file holds 100-104; the new file's first batch,
 	// 100-109, is only partly held, so it cannot be trimmed away.
 	old := segmentBytes(t, span(100, 104), 10)
 	writeFile(t, filepath.Join(pdir, "100"), old)
-	tmp := filepath.Join(pdir, rolling.InProgressName("100", "i2"))
+	tmp := filepath.Join(pdir, layout.InProgressName("100", "i2"))
 	newer := segmentBytes(t, span(100, 150), 10)
 	writeFile(t, tmp, newer)
 
@@ -130,10 +132,10 @@ func TestPublishNeverReplaces(t *testing.T) {
 func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	old := segmentBytes(t, span(100, 129), 10)
 	writeFile(t, filepath.Join(pdir, "100"), old)
-	tmp := filepath.Join(pdir, rolling.InProgressName("100", "i2"))
+	tmp := filepath.Join(pdir, layout.InProgressName("100", "i2"))
 	writeFile(t, tmp, segmentBytes(t, span(100, 150), 10))
 	if err := d.Publish(context.Background(), rolling.File{Path: tmp, Name: "100", Fsync: true}); err != nil {
 		t.Fatal(err)
@@ -142,14 +144,14 @@ func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 		t.Fatal("the existing final file changed")
 	}
 	rs, err := local.FinalRanges(pdir)
-	if err != nil || !slices.Equal(sorted(rs), []rolling.Range{{First: 100, Last: 129}, {First: 130, Last: 150}}) {
+	if err != nil || !slices.Equal(sorted(rs), []offsets.Range{{First: 100, Last: 129}, {First: 130, Last: 150}}) {
 		t.Fatalf("final ranges %v, %v; want 100-150 once", rs, err)
 	}
 	if _, err := os.Stat(filepath.Join(pdir, "130")); err != nil {
 		t.Fatalf("the trimmed file is not final as 130: %v", err)
 	}
 	// A file whose every batch is held is deleted.
-	tmp = filepath.Join(pdir, rolling.InProgressName("100", "i3"))
+	tmp = filepath.Join(pdir, layout.InProgressName("100", "i3"))
 	writeFile(t, tmp, segmentBytes(t, span(100, 139), 10))
 	if err := d.Publish(context.Background(), rolling.File{Path: tmp, Name: "100"}); err != nil {
 		t.Fatal(err)
@@ -167,12 +169,12 @@ func TestPublishTrimsWhatFinalFilesHold(t *testing.T) {
 func TestPublishCutsBatchesOthersHold(t *testing.T) {
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	publish := func(name string, first, last int64, batch int) {
 		t.Helper()
-		tmp := filepath.Join(pdir, rolling.InProgressName(name, "old-owner"))
+		tmp := filepath.Join(pdir, layout.InProgressName(name, "old-owner"))
 		writeFile(t, tmp, segmentBytes(t, span(first, last), batch))
-		f := rolling.File{Path: tmp, Name: name, FirstOffset: first, LastOffset: last, Ranges: []rolling.Range{{First: first, Last: last}}}
+		f := rolling.File{Path: tmp, Name: name, FirstOffset: first, LastOffset: last, Ranges: []offsets.Range{{First: first, Last: last}}}
 		if err := d.Publish(context.Background(), f); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +182,7 @@ func TestPublishCutsBatchesOthersHold(t *testing.T) {
 			t.Fatalf("in-progress file %s still there: %v", tmp, err)
 		}
 	}
-	held := func(name string) []rolling.Range {
+	held := func(name string) []offsets.Range {
 		t.Helper()
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, name), readFile(t, filepath.Join(pdir, name)))
@@ -193,18 +195,18 @@ func TestPublishCutsBatchesOthersHold(t *testing.T) {
 
 	writeFile(t, filepath.Join(pdir, "50"), segmentBytes(t, span(50, 69), 10)) // the new owner's
 	publish("30", 30, 54, 10)                                                  // 30-39, 40-49, 50-54: the last is held
-	if rs := held("30"); !slices.Equal(rs, []rolling.Range{{First: 30, Last: 49}}) {
+	if rs := held("30"); !slices.Equal(rs, []offsets.Range{{First: 30, Last: 49}}) {
 		t.Fatalf("30 holds %v, want 30-49: its last batch is in 50", rs)
 	}
 	publish("65", 65, 79, 5) // 65-69 held, 70-79 not
-	if rs := held("70"); !slices.Equal(rs, []rolling.Range{{First: 70, Last: 79}}) {
+	if rs := held("70"); !slices.Equal(rs, []offsets.Range{{First: 70, Last: 79}}) {
 		t.Fatalf("70 holds %v, want 70-79", rs)
 	}
 	if _, err := os.Lstat(filepath.Join(pdir, "65")); !os.IsNotExist(err) {
 		t.Fatalf("65 exists: %v", err)
 	}
 	publish("25", 25, 34, 10) // one batch, partly held by 30: kept whole
-	if rs := held("25"); !slices.Equal(rs, []rolling.Range{{First: 25, Last: 34}}) {
+	if rs := held("25"); !slices.Equal(rs, []offsets.Range{{First: 25, Last: 34}}) {
 		t.Fatalf("25 holds %v, want 25-34 whole", rs)
 	}
 	publish("40", 40, 49, 5) // all held: nothing to publish
@@ -218,9 +220,9 @@ func TestPublishAfterLinkWithoutUnlink(t *testing.T) {
 	// in-progress name: publishing again finishes the job.
 	root := t.TempDir()
 	d := local.New(root)
-	pdir := rolling.PartitionDir(root, "t", 3)
+	pdir := layout.PartitionDir(root, "t", 3)
 	data := segmentBytes(t, span(0, 9), 5)
-	tmp := filepath.Join(pdir, rolling.InProgressName("0", "i1"))
+	tmp := filepath.Join(pdir, layout.InProgressName("0", "i1"))
 	writeFile(t, tmp, data)
 	if err := os.Link(tmp, filepath.Join(pdir, "0")); err != nil {
 		t.Skipf("no hard links here: %v", err)
@@ -238,7 +240,7 @@ func TestPublishAfterLinkWithoutUnlink(t *testing.T) {
 
 func TestPublishMissingFile(t *testing.T) {
 	root := t.TempDir()
-	pdir := rolling.PartitionDir(root, "t", 0)
+	pdir := layout.PartitionDir(root, "t", 0)
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +255,7 @@ func TestPublishMissingFile(t *testing.T) {
 
 func TestFinalRanges(t *testing.T) {
 	root := t.TempDir()
-	dir := rolling.PartitionDir(root, "t", 0)
+	dir := layout.PartitionDir(root, "t", 0)
 	put := func(name string, data []byte) { writeFile(t, filepath.Join(dir, name), data) }
 
 	put("0", segmentBytes(t, span(0, 9), 3))
@@ -267,7 +269,7 @@ func TestFinalRanges(t *testing.T) {
 	// valid content; an empty file; garbage; a folder; a symbolic link.
 	valid := segmentBytes(t, span(1000, 1009), 10)
 	put(".40.host-1.inprogress", valid)
-	put(rolling.InProgressName("00000000000000000041.log", "h"), valid)
+	put(layout.InProgressName("00000000000000000041.log", "h"), valid)
 	put(".50", valid)
 	put("0101", valid)
 	put("101.log", valid)
@@ -288,7 +290,7 @@ func TestFinalRanges(t *testing.T) {
 	}
 	// Gaps between batches are not covered: offsets 31, 33 and 34 may
 	// still come.
-	want := []rolling.Range{{First: 0, Last: 9}, {First: 10, Last: 19}, {First: 20, Last: 29}, {First: 30, Last: 30}, {First: 32, Last: 32}, {First: 35, Last: 35}, {First: 60, Last: 64}}
+	want := []offsets.Range{{First: 0, Last: 9}, {First: 10, Last: 19}, {First: 20, Last: 29}, {First: 30, Last: 30}, {First: 32, Last: 32}, {First: 35, Last: 35}, {First: 60, Last: 64}}
 	if got = sorted(got); !slices.Equal(got, want) {
 		t.Fatalf("FinalRanges = %v, want %v", got, want)
 	}

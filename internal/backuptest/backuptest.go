@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/metadata"
-	"github.com/kafka-backup/kafka-backup/rolling"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 )
@@ -42,7 +42,7 @@ func Encode(t testing.TB, rs []segment.Record, perBatch int, codec segment.Compr
 // (root/topic/partition/name), creating the folders, and returns its path.
 func WriteFile(t testing.TB, root, topic string, partition int32, name string, data []byte) string {
 	t.Helper()
-	dir := rolling.PartitionDir(root, topic, partition)
+	dir := layout.PartitionDir(root, topic, partition)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func WriteSnapshot(t testing.TB, root string, ts time.Time, instance string, par
 		t.Fatal(err)
 	}
 	name := metadata.Name(ts, instance)
-	dir := filepath.Join(root, metadata.DirName)
+	dir := filepath.Join(root, layout.MetadataDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

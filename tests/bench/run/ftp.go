@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kafka-backup/kafka-backup/rolling"
+	"github.com/kafka-backup/kafka-backup/layout"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tests/ftpd"
 )
@@ -112,7 +112,7 @@ func (c *segmentCounter) count(dir string) (records int64, files int, hidden []s
 			return nil
 		}
 		name := d.Name()
-		if _, ok := rolling.ParseFileName(name); !ok {
+		if _, ok := layout.ParseFileName(name); !ok {
 			if strings.HasPrefix(name, ".") && name != ".kafka-backup.ranges" {
 				hidden = append(hidden, p)
 			}
