@@ -14,9 +14,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
@@ -55,14 +53,7 @@ func main() {
 		service.CLIOptSetProductName("kafka-backup"),
 		service.CLIOptSetVersion(v, d),
 	}
-	// Benthos listens for SIGTERM and Ctrl-C only once the pipeline runs; one
-	// that comes while it starts (a Pod deleted just after it started) would
-	// kill the process with the signal's default action. From the start, a
-	// signal cancels the run's context instead, which Benthos and our own
-	// commands take as the order to stop cleanly.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	service.RunCLI(ctx, append(stock,
+	service.RunCLI(context.Background(), append(stock,
 		service.CLIOptSetEnvironment(env),
 		service.CLIOptAddCommand(createCommand(env, stock...)),
 		service.CLIOptAddCommand(demoCommand(env)),
