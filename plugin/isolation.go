@@ -2,9 +2,10 @@ package plugin
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 )
 
@@ -88,12 +89,7 @@ func kafkaInputsFeedingBackup(conf map[string]any) []kafkaInput {
 	walk = func(path string, v any) {
 		switch v := v.(type) {
 		case map[string]any:
-			keys := make([]string, 0, len(v))
-			for k := range v {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
+			for _, k := range slices.Sorted(maps.Keys(v)) {
 				sub, isMap := v[k].(map[string]any)
 				if kafkaInputs[k] && (isMap || v[k] == nil) {
 					out = append(out, kafkaInput{path: path, name: k, fields: sub})

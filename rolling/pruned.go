@@ -31,5 +31,5 @@ func StorePruned(dir, instance string, p layout.Pruned) error {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", filepath.Join(dir, layout.PrunedNote), err)
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }

@@ -705,7 +705,7 @@ func (w *Writer) saveRemoved(p *partition) error {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = syncDir(p.dir)
+		err = SyncDir(p.dir)
 	}
 	if err != nil {
 		f.Close()
@@ -766,8 +766,9 @@ func (w *Writer) reload(ctx context.Context, p *partition) error {
 	return errors.Join(errs...)
 }
 
-// syncDir fsyncs a folder, so a file made in it survives a power loss.
-func syncDir(dir string) error {
+// SyncDir fsyncs a folder, so a file made, renamed or removed in it
+// survives a power loss.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/kafka-backup/kafka-backup/offsets"
 )
@@ -23,6 +24,20 @@ type Span struct {
 	// A gap between two batches is not covered: the offsets in it may exist
 	// in Kafka and never have been written.
 	Ranges []Range
+}
+
+// ReadFileSpan is ReadSpan of the file at path.
+func ReadFileSpan(path string) (Span, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Span{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Span{}, err
+	}
+	return ReadSpan(f, st.Size())
 }
 
 // ReadSpan walks the batch headers of a file of the given size without

@@ -215,7 +215,7 @@ func parseLocation(location, what, kind string) (local string, u *url.URL, err e
 	}
 	if u, err = url.Parse(location); err != nil {
 		// url.Parse errors quote the URL, password included.
-		return "", nil, fmt.Errorf("%s %s: not a valid URL", what, redact(location))
+		return "", nil, fmt.Errorf("%s %s: not a valid URL", what, Redact(location))
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "file":
@@ -229,9 +229,9 @@ func parseLocation(location, what, kind string) (local string, u *url.URL, err e
 	return "", nil, fmt.Errorf("%s %s: unknown scheme %q: give a local %s, ftp://… or ftps://…", what, u.Redacted(), u.Scheme, kind)
 }
 
-// redact hides what looks like a password in a string that is not a valid
-// URL.
-func redact(s string) string {
+// Redact hides what looks like a password in a location that may not be a
+// valid URL: "ftp://user:xxxxx@host/path".
+func Redact(s string) string {
 	i := strings.Index(s, "://")
 	at := strings.LastIndex(s, "@")
 	if i < 0 || at < i {

@@ -166,7 +166,7 @@ func countRecords(dir string) (int, error) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		span, err := fileSpan(path)
+		span, err := segment.ReadFileSpan(path)
 		if err != nil && span.Batches == 0 {
 			return nil // a file being written: count it next time
 		}
@@ -174,19 +174,6 @@ func countRecords(dir string) (int, error) {
 		return nil
 	})
 	return total, err
-}
-
-func fileSpan(path string) (segment.Span, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return segment.Span{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return segment.Span{}, err
-	}
-	return segment.ReadSpan(f, st.Size())
 }
 
 // printTree lists the final files below dir with their offsets and sizes.
@@ -210,7 +197,7 @@ func printTree(out io.Writer, dir string) error {
 	var records, bytes int64
 	for _, path := range files {
 		rel, _ := filepath.Rel(dir, path)
-		span, err := fileSpan(path)
+		span, err := segment.ReadFileSpan(path)
 		if _, final := layout.ParseFileName(filepath.Base(path)); !final || err != nil {
 			fmt.Fprintf(out, "  %-36s unexpected: %v\n", rel, err)
 			continue

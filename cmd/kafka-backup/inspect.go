@@ -372,20 +372,7 @@ func runCat(ctx context.Context, c *cli.Context) error {
 	}
 	defer rc.Close()
 	if _, err := inspect.Cat(ctx, rc, stdout(c), opts); err != nil {
-		return cli.Exit(fmt.Errorf("cat: %s: %w", displayName(file), err), exitProblems)
+		return cli.Exit(fmt.Errorf("cat: %s: %w", tree.Redact(file), err), exitProblems)
 	}
 	return nil
-}
-
-// displayName hides the password of a URL.
-func displayName(s string) string {
-	i := strings.Index(s, "://")
-	at := strings.LastIndex(s, "@")
-	if i < 0 || at < i {
-		return s
-	}
-	if c := strings.Index(s[i+3:at], ":"); c >= 0 {
-		return s[:i+3+c+1] + "xxxxx" + s[at:]
-	}
-	return s
 }

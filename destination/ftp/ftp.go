@@ -164,7 +164,7 @@ func (d *Destination) queueSpool() error {
 		if err != nil {
 			return err
 		}
-		span, err := localSpan(p)
+		span, err := segment.ReadFileSpan(p)
 		if span.Batches == 0 {
 			return fmt.Errorf("spool file %s holds no complete batch (%v): move it away and restart", p, err)
 		}
@@ -394,24 +394,8 @@ func (d *Destination) upload(c *jftp.ServerConn, j *job) error {
 	if err := d.makeDirs(c, j.remote); err != nil {
 		return err
 	}
-	f, err := os.Open(j.local)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %w", errSpoolFileGone, err)
-	}
-	if err != nil {
-		return fmt.Errorf("opening spool file: %w", err)
-	}
-	err = c.Stor(tmp, bufio.NewReaderSize(f, 256<<10))
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("storing %s: %w", tmp, d.storeRefusal(err))
-	}
-	size, err := c.FileSize(tmp)
-	if err != nil {
-		return fmt.Errorf("checking the size of %s: %w", tmp, err)
-	}
-	if size != j.size {
-		return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
+	if err := storeSpoolFile(c, j, tmp, d.storeRefusal); err != nil {
+		return err
 	}
 	// A marker line for the name, while no file has it, describes a file
 	// deleted on the server ("rm *" leaves the hidden marker): once this file
@@ -972,7 +956,7 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 	}
 	for _, e := range entries {
 		if _, ok := layout.ParseFileName(e.Name()); ok {
-			span, _ := localSpan(filepath.Join(spoolDir, e.Name()))
+			span, _ := segment.ReadFileSpan(filepath.Join(spoolDir, e.Name()))
 			out = append(out, span.Ranges...)
 		}
 	}
@@ -1067,19 +1051,6 @@ func remoteSpan(c *jftp.ServerConn, p string) ([]offsets.Range, error) {
 	}
 }
 
-func localSpan(p string) (segment.Span, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return segment.Span{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return segment.Span{}, err
-	}
-	return segment.ReadSpan(f, st.Size())
-}
-
 // closeWait bounds how long Close waits for uploads when its context has no
 // deadline.
 const closeWait = 5 * time.Second
@@ -1156,3 +1127,28 @@ func (nopObserver) UploadFailed(string, int, error)       {}
 func (nopObserver) SpoolBytes(int64)                      {}
 func (nopObserver) Error(error)                           {}
 func (nopObserver) Warn(error)                            {}
+
+// storeSpoolFile uploads the spool file of j as tmp and checks the server
+// holds all its bytes; refusal wraps the error of the upload.
+func storeSpoolFile(c *jftp.ServerConn, j *job, tmp string, refusal func(error) error) error {
+	f, err := os.Open(j.local)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", errSpoolFileGone, err)
+	}
+	if err != nil {
+		return fmt.Errorf("opening spool file: %w", err)
+	}
+	err = c.Stor(tmp, bufio.NewReaderSize(f, 256<<10))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("storing %s: %w", tmp, refusal(err))
+	}
+	size, err := c.FileSize(tmp)
+	if err != nil {
+		return fmt.Errorf("checking the size of %s: %w", tmp, err)
+	}
+	if size != j.size {
+		return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
+	}
+	return nil
+}

@@ -1,7 +1,6 @@
 package ftp
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -45,24 +44,8 @@ func (d *Destination) uploadMetadata(c *jftp.ServerConn, j *job) error {
 		if err := d.makeDirs(c, j.remote); err != nil {
 			return err
 		}
-		f, err := os.Open(j.local)
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w: %w", errSpoolFileGone, err)
-		}
-		if err != nil {
-			return fmt.Errorf("opening spool file: %w", err)
-		}
-		err = c.Stor(tmp, bufio.NewReader(f))
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("storing %s: %w", tmp, err)
-		}
-		size, err := c.FileSize(tmp)
-		if err != nil {
-			return fmt.Errorf("checking the size of %s: %w", tmp, err)
-		}
-		if size != j.size {
-			return fmt.Errorf("%s has %d bytes on the server, %d were sent: retrying", tmp, size, j.size)
+		if err := storeSpoolFile(c, j, tmp, func(err error) error { return err }); err != nil {
+			return err
 		}
 		if err := c.Rename(tmp, final); err != nil {
 			return fmt.Errorf("renaming %s to %s: %w", tmp, j.name, err)

@@ -86,7 +86,7 @@ func (d *Destination) Publish(_ context.Context, f rolling.File) error {
 		f = t
 	}
 	if f.Fsync {
-		if err := syncDir(dir); err != nil {
+		if err := rolling.SyncDir(dir); err != nil {
 			return fmt.Errorf("fsync folder %s after renaming %s: %w", dir, f.Name, err)
 		}
 	}
@@ -165,24 +165,11 @@ func heldAround(dir string, f rolling.File) ([]offsets.Range, error) {
 // heldBy returns the offsets of a final file's complete batches; a torn or
 // corrupt file holds those before the damage.
 func heldBy(path string) ([]offsets.Range, error) {
-	span, err := fileSpan(path)
+	span, err := segment.ReadFileSpan(path)
 	if span.Batches == 0 && err != nil && !errors.Is(err, segment.ErrTorn) && !errors.Is(err, segment.ErrCorrupt) {
 		return nil, err
 	}
 	return span.Ranges, nil
-}
-
-func fileSpan(path string) (segment.Span, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return segment.Span{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return segment.Span{}, err
-	}
-	return segment.ReadSpan(f, st.Size())
 }
 
 // renameNoReplace renames oldpath to newpath unless newpath exists. It links
@@ -213,13 +200,4 @@ func same(a, b string) bool {
 	sa, err1 := os.Stat(a)
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
