@@ -16,7 +16,6 @@ package inspect
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,11 +24,8 @@ import (
 	"github.com/kafka-backup/kafka-backup/units"
 )
 
-// Filter selects the partitions of a tree. Empty fields select everything.
-type Filter struct {
-	Topics     []string // topic names
-	Partitions []int32  // partition numbers, in every selected topic
-}
+// Filter selects the partitions of a tree (tree.Filter).
+type Filter = tree.Filter
 
 // partitionRef names one partition folder.
 type partitionRef struct {
@@ -37,37 +33,16 @@ type partitionRef struct {
 	partition int32
 }
 
-// selectPartitions lists the partition folders of src that f selects, by
-// topic, then partition. A topic named in f but absent from src is an error:
-// a typo must not pass for an empty backup.
+// selectPartitions lists the partition folders of src that f selects
+// (tree.SelectPartitions).
 func selectPartitions(ctx context.Context, src tree.Source, f Filter) ([]partitionRef, error) {
-	topics, err := src.Topics(ctx)
+	names, err := tree.SelectPartitions(ctx, src, f)
 	if err != nil {
 		return nil, err
 	}
-	if len(f.Topics) > 0 {
-		var missing []string
-		for _, t := range f.Topics {
-			if !slices.Contains(topics, t) {
-				missing = append(missing, t)
-			}
-		}
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("no topic %s in %s (it has %s)", strings.Join(missing, ", "), src, listOrNone(topics))
-		}
-		topics = slices.DeleteFunc(slices.Clone(topics), func(t string) bool { return !slices.Contains(f.Topics, t) })
-	}
-	var out []partitionRef
-	for _, t := range topics {
-		parts, err := src.Partitions(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range parts {
-			if len(f.Partitions) == 0 || slices.Contains(f.Partitions, p) {
-				out = append(out, partitionRef{t, p})
-			}
-		}
+	out := make([]partitionRef, len(names))
+	for i, n := range names {
+		out[i] = partitionRef{n.Topic, n.Partition}
 	}
 	return out, nil
 }
@@ -182,23 +157,3 @@ func plural(n int64, what string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// PartitionName names one partition folder of a tree.
-type PartitionName struct {
-	Topic     string
-	Partition int32
-}
-
-// SelectPartitions lists the partition folders of src that f selects, by
-// topic, then partition. A topic named in f but absent from src is an error.
-func SelectPartitions(ctx context.Context, src tree.Source, f Filter) ([]PartitionName, error) {
-	refs, err := selectPartitions(ctx, src, f)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]PartitionName, len(refs))
-	for i, r := range refs {
-		out[i] = PartitionName{r.topic, r.partition}
-	}
-	return out, nil
-}

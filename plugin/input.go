@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -240,34 +239,19 @@ func (in *backupInput) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	topics, err := src.Topics(ctx)
+	names, err := tree.SelectPartitions(ctx, src, tree.Filter{Topics: in.topics})
 	if err != nil {
 		src.Close()
+		if errors.Is(err, tree.ErrNoTopic) {
+			return fmt.Errorf("%s: %w", fieldInTopics, err)
+		}
 		return err
 	}
-	if len(in.topics) > 0 {
-		var missing []string
-		for _, t := range in.topics {
-			if !slices.Contains(topics, t) {
-				missing = append(missing, t)
-			}
-		}
-		if len(missing) > 0 {
-			src.Close()
-			return fmt.Errorf("%s: no topic %s in the backup (it has %s)", fieldInTopics, strings.Join(missing, ", "), strings.Join(topics, ", "))
-		}
-		topics = slices.DeleteFunc(topics, func(t string) bool { return !slices.Contains(in.topics, t) })
-	}
-	var queue []inPartition
-	for _, t := range topics {
-		parts, err := src.Partitions(ctx, t)
-		if err != nil {
-			src.Close()
-			return err
-		}
-		for _, p := range parts {
-			queue = append(queue, inPartition{t, p})
-		}
+	queue := make([]inPartition, len(names))
+	topics := map[string]bool{}
+	for i, n := range names {
+		queue[i] = inPartition{n.Topic, n.Partition}
+		topics[n.Topic] = true
 	}
 	in.src, in.queue = src, queue
 	in.log.Infof("kafka_backup input: reading %d partitions of %d topics from %s", len(queue), len(topics), src)

@@ -34,7 +34,7 @@ import (
 
 // Options configures a prune.
 type Options struct {
-	inspect.Filter
+	tree.Filter
 	// Cutoff: a final file whose newest record's timestamp is before it is
 	// prunable.
 	Cutoff time.Time
@@ -109,7 +109,7 @@ type Report struct {
 // its report and does not stop the others; the error returned is one that
 // stops the whole prune (the tree cannot be listed).
 func Run(ctx context.Context, src tree.Source, opts Options) (*Report, error) {
-	refs, err := inspect.SelectPartitions(ctx, src, opts.Filter)
+	refs, err := tree.SelectPartitions(ctx, src, opts.Filter)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -22,35 +23,16 @@ type topicPlan struct {
 
 // plan lists the backup and checks the selection.
 func (r *run) plan(ctx context.Context) ([]*topicPlan, error) {
-	all, err := r.src.Topics(ctx)
+	topics, all, err := tree.SelectTopics(ctx, r.src, r.cfg.Topics)
+	if errors.Is(err, tree.ErrNoTopic) {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	have := map[string]bool{}
 	for _, t := range all {
 		have[t] = true
-	}
-	topics := all
-	if len(r.cfg.Topics) > 0 {
-		topics = nil
-		seen := map[string]bool{}
-		var missing []string
-		for _, t := range r.cfg.Topics {
-			if seen[t] {
-				continue
-			}
-			seen[t] = true
-			if !have[t] {
-				missing = append(missing, t)
-				continue
-			}
-			topics = append(topics, t)
-		}
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("%w: topic %s not in the backup at %s (it has: %s)", ErrRefused,
-				strings.Join(missing, ", "), r.src, listOrNone(all))
-		}
-		sort.Strings(topics)
 	}
 	selected := map[string]bool{}
 	for _, t := range topics {

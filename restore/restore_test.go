@@ -392,7 +392,7 @@ func TestRename(t *testing.T) {
 		{Config{Topics: []string{"src"}, Rename: map[string]string{"other": "x"}}, "topic other is not selected by --topic"},
 		{Config{Rename: map[string]string{"src": "other"}}, "topics other and src would both be restored into other"},
 		{Config{Rename: map[string]string{"src": "bad/name"}}, "bad/name"},
-		{Config{Topics: []string{"missing"}}, "topic missing not in the backup"},
+		{Config{Topics: []string{"missing"}}, "no topic missing in the backup"},
 	} {
 		_, err := restore(t, root, brokers, tc.cfg)
 		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tc.want) {

@@ -61,7 +61,7 @@ func selectionFlags() []cli.Flag {
 	}
 }
 
-func selection(c *cli.Context, cmd string) (inspect.Filter, int, error) {
+func selection(c *cli.Context, cmd string) (tree.Filter, int, error) {
 	f, err := selectionFilter(c, cmd)
 	if err != nil {
 		return f, 0, err
@@ -75,8 +75,8 @@ func selection(c *cli.Context, cmd string) (inspect.Filter, int, error) {
 
 // selectionFilter returns the topics and partitions --topic and
 // --partition select.
-func selectionFilter(c *cli.Context, cmd string) (inspect.Filter, error) {
-	f := inspect.Filter{Topics: splitList(c.StringSlice("topic"))}
+func selectionFilter(c *cli.Context, cmd string) (tree.Filter, error) {
+	f := tree.Filter{Topics: splitList(c.StringSlice("topic"))}
 	for _, p := range c.IntSlice("partition") {
 		if p < 0 || p > 1<<31-1 {
 			return f, fmt.Errorf("%s: --partition %d: not a partition number", cmd, p)
