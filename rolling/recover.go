@@ -124,9 +124,10 @@ func (w *Writer) recoverFile(ctx context.Context, topic string, id int32, path s
 	if err := lockFile(f); err != nil {
 		return nil // a live writer holds it
 	}
-	// A live writer renames its file to the final name before it lets the
-	// lock go: if it did so since the open, path names another file or none,
-	// and the file held here is a final one, not to be touched.
+	// A live writer keeps its file locked until the destination has taken
+	// it away from its in-progress name (Writer.finalize): if that happened
+	// since the open, path names another file or none, and the file held
+	// here is not to be touched.
 	if held, err := idOf(f); err != nil {
 		return fmt.Errorf("recovering %s: %w", path, err)
 	} else if now, err := pathID(path); err != nil || now != held {

@@ -800,21 +800,28 @@ func (w *Writer) finalize(ctx context.Context, p *partition, why Reason) error {
 	if file.Fsync {
 		err = f.Sync()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if file.Records == 0 {
+		f.Close()
 		os.Remove(file.Path)
 		return removed
 	}
 	if err != nil {
-		// The data was written but the close or fsync failed: keep the
-		// file; it is offered to the destination again later.
+		// The data was written but the fsync failed: keep the file; it is
+		// offered to the destination again later.
+		f.Close()
 		w.obs.Error(fmt.Errorf("closing %s: %w", file.Path, err))
 		p.unpubl = append(p.unpubl, file)
 		return removed
 	}
-	if err := w.cfg.Destination.Publish(ctx, file); err != nil {
+	// The file stays open, and so locked, until the destination has taken
+	// it (renamed it away from its in-progress name): closed first, it
+	// would be free for another instance's recovery to take while its path
+	// still names it, and both would publish it.
+	err = w.cfg.Destination.Publish(ctx, file)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		w.obs.Error(fmt.Errorf("closing %s: %w", file.Path, cerr))
+	}
+	if err != nil {
 		w.obs.Error(fmt.Errorf("finalizing %s as %s: %w", file.Path, file.Name, err))
 		p.unpubl = append(p.unpubl, file)
 		return removed
