@@ -793,9 +793,6 @@ func TestPublishRefusedAtClose(t *testing.T) {
 // file opened at 0 then spans offsets 0-299 with 100-199 missing, and the
 // Writer takes 100-199 for records already in a file.
 func TestOutOfOrderAcrossAGap(t *testing.T) {
-	if os.Getenv("ROLLING_KNOWN_BUGS") == "" {
-		t.Skip("known bug: records delivered into a gap of the open (or a rolled) file are skipped as persisted and lost; set ROLLING_KNOWN_BUGS=1 to run")
-	}
 	dir := t.TempDir()
 	w := newWriter(t, baseConfig(dir, nil))
 	all := makeRecords(0, 300, 50, 21)

@@ -39,6 +39,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -79,6 +80,11 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("tests: the end-to-end tests are skipped with -short (they build the binary and start brokers and FTP servers)")
+		return 0
+	}
 	// KAFKA_BACKUP_BIN runs the tests against an already built binary.
 	if kbBin = os.Getenv("KAFKA_BACKUP_BIN"); kbBin != "" {
 		return m.Run()

@@ -259,6 +259,9 @@ func TestFaults(t *testing.T) {
 // once, and once the server accepts the login again Ready recovers without
 // a restart and everything is uploaded.
 func TestRefusedLogin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (waits out the login probe): skipped with -short")
+	}
 	srv := ftptest.Start(t)
 	srv.Inject(ftptest.Fault{FailLogins: 1 << 20})
 	r := newRig(t, srv, nil)
@@ -666,6 +669,9 @@ func TestSpoolFolderRemovedAfterUpload(t *testing.T) {
 // of the files uploaded before: verify relies on them to find files deleted
 // from the server.
 func TestMarkerKeptOnFailedRead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (waits for retries): skipped with -short")
+	}
 	srv := ftptest.Start(t)
 	r := newRig(t, srv, func(c *ftp.Config) { c.MaxConnections = 1 })
 	ctx := context.Background()

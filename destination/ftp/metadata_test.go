@@ -20,6 +20,9 @@ import (
 // which stops acknowledging records, must not count them, and records go on
 // being uploaded. Past metadata.MaxSpooled waiting, no more are taken.
 func TestRefusedSnapshotsDoNotStopRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (waits for retries): skipped with -short")
+	}
 	srv := ftptest.Start(t)
 	root := srv.LocalPath("/backup/10MB")
 	if err := os.MkdirAll(root, 0o755); err != nil {

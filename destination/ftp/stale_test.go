@@ -65,6 +65,9 @@ func TestStaleMarkerLineOfAReusedName(t *testing.T) {
 // meanwhile: else records of the refused partition are acknowledged into
 // the spool again.
 func TestRefusalOfOneFolderHolds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (waits out the login probe): skipped with -short")
+	}
 	srv := ftptest.Start(t)
 	base := srv.LocalPath("/backup/10MB/test")
 	if err := os.MkdirAll(base, 0o755); err != nil {
