@@ -28,6 +28,9 @@ type Observer struct {
 	openFiles  *service.MetricGauge
 }
 
+// Observer observes the writer (rolling.Observer).
+var _ rolling.Observer = (*Observer)(nil)
+
 // NewObserver returns an Observer reporting to mgr's logger and metrics.
 func NewObserver(mgr *service.Resources) *Observer {
 	m := mgr.Metrics()

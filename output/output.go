@@ -45,6 +45,9 @@ type Output struct {
 	waiting     map[*sequencer]struct{} // sequencers waiting for lower offsets
 }
 
+// Output is a Benthos batch output.
+var _ service.BatchOutput = (*Output)(nil)
+
 // Destination is a rolling.Destination that may hold files back (an upload
 // queue) and so may need to pause consumption and to finish on close.
 type Destination interface {
@@ -263,7 +266,7 @@ func (ps *partitions) split(batch service.MessageBatch) ([]partBatch, error) {
 // the redpanda input, which sets kafka_key as bytes (kafka_franz sets a
 // string).
 func inOrder(msg *service.Message) bool {
-	k, _ := msg.MetaGetMut(metaKey)
+	k, _ := msg.MetaGetMut(MetaKey)
 	_, ok := k.([]byte)
 	return ok
 }

@@ -12,68 +12,69 @@ import (
 	"github.com/kafka-backup/kafka-backup/segment"
 )
 
-// Metadata keys the Kafka inputs set.
+// Metadata keys the Kafka inputs set, and the kafka_backup input sets as
+// they do: where a record came from and what it held.
 const (
-	metaTopic     = "kafka_topic"
-	metaPartition = "kafka_partition"
-	metaOffset    = "kafka_offset"
-	metaKey       = "kafka_key"
-	metaTimestamp = "kafka_timestamp_ms"
-	metaTsUnix    = "kafka_timestamp_unix"
-	metaTombstone = "kafka_tombstone_message"
-	// metaHeaders holds the exact header list ([]kgo.RecordHeader); only the
-	// redpanda input sets it.
-	metaHeaders = "__rpcn_kafka_headers"
+	MetaTopic     = "kafka_topic"
+	MetaPartition = "kafka_partition"
+	MetaOffset    = "kafka_offset"
+	MetaKey       = "kafka_key"
+	MetaTimestamp = "kafka_timestamp_ms"
+	MetaTsUnix    = "kafka_timestamp_unix"
+	MetaTombstone = "kafka_tombstone_message"
+	// MetaHeaders holds the exact header list ([]kgo.RecordHeader); of the
+	// stock inputs, only the redpanda input sets it.
+	MetaHeaders = "__rpcn_kafka_headers"
 )
 
 // reservedHeaders are header names the Kafka inputs let overwrite the
 // metadata they set from the record itself.
-var reservedHeaders = []string{metaTopic, metaPartition, metaOffset, metaKey, metaTimestamp, metaTsUnix, metaTombstone}
+var reservedHeaders = []string{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaTsUnix, MetaTombstone}
 
 const inputHint = "kafka_backup needs messages straight from the redpanda or kafka_franz input, which set kafka_topic, kafka_partition, kafka_offset and kafka_timestamp_ms"
 
 // recordOf turns a message from a Kafka input into the partition and record
 // it came from.
 func recordOf(msg *service.Message) (topic string, partition int32, rec segment.Record, err error) {
-	headers, hasList := msg.MetaGetMut(metaHeaders)
+	headers, hasList := msg.MetaGetMut(MetaHeaders)
 	var list []kgo.RecordHeader
 	if hasList {
 		var ok bool
 		if list, ok = headers.([]kgo.RecordHeader); !ok {
-			return "", 0, rec, fmt.Errorf("metadata %s is a %T, not the header list the redpanda input sets", metaHeaders, headers)
+			return "", 0, rec, fmt.Errorf("metadata %s is a %T, not the header list the redpanda input sets", MetaHeaders, headers)
 		}
 		for _, h := range list {
 			for _, r := range reservedHeaders {
 				if h.Key == r {
-					return "", 0, rec, fmt.Errorf("the record has a header named %q, which overwrote the %s metadata the input set, so its real value is unknown and the record cannot be backed up faithfully: drop or route records with this header before kafka_backup (their header list is in metadata %s)", r, r, metaHeaders)
+					return "", 0, rec, fmt.Errorf("the record has a header named %q, which overwrote the %s metadata the input set, so its real value is unknown and the record cannot be backed up faithfully: drop or route records with this header before kafka_backup (their header list is in metadata %s)", r, r, MetaHeaders)
 				}
 			}
 		}
 	}
 
-	t, ok := msg.MetaGetMut(metaTopic)
+	t, ok := msg.MetaGetMut(MetaTopic)
 	if !ok {
-		return "", 0, rec, fmt.Errorf("no %s metadata: %s", metaTopic, inputHint)
+		return "", 0, rec, fmt.Errorf("no %s metadata: %s", MetaTopic, inputHint)
 	}
 	topic, ok = t.(string)
 	if !ok {
-		return "", 0, rec, fmt.Errorf("metadata %s is a %T, want a string: %s", metaTopic, t, inputHint)
+		return "", 0, rec, fmt.Errorf("metadata %s is a %T, want a string: %s", MetaTopic, t, inputHint)
 	}
-	p, err := metaInt(msg, metaPartition)
+	p, err := metaInt(msg, MetaPartition)
 	if err != nil {
 		return "", 0, rec, err
 	}
 	if p < 0 || p > 1<<31-1 {
-		return "", 0, rec, fmt.Errorf("metadata %s is %d, not a partition number", metaPartition, p)
+		return "", 0, rec, fmt.Errorf("metadata %s is %d, not a partition number", MetaPartition, p)
 	}
-	if rec.Offset, err = metaInt(msg, metaOffset); err != nil {
+	if rec.Offset, err = metaInt(msg, MetaOffset); err != nil {
 		return "", 0, rec, err
 	}
 	if rec.Offset < 0 {
-		return "", 0, rec, fmt.Errorf("metadata %s is %d, not an offset", metaOffset, rec.Offset)
+		return "", 0, rec, fmt.Errorf("metadata %s is %d, not an offset", MetaOffset, rec.Offset)
 	}
-	if rec.Timestamp, err = metaInt(msg, metaTimestamp); err != nil {
-		sec, err2 := metaInt(msg, metaTsUnix)
+	if rec.Timestamp, err = metaInt(msg, MetaTimestamp); err != nil {
+		sec, err2 := metaInt(msg, MetaTsUnix)
 		if err2 != nil {
 			return "", 0, rec, err
 		}
@@ -81,7 +82,7 @@ func recordOf(msg *service.Message) (topic string, partition int32, rec segment.
 	}
 
 	var keyBytes bool
-	switch k, _ := msg.MetaGetMut(metaKey); k := k.(type) {
+	switch k, _ := msg.MetaGetMut(MetaKey); k := k.(type) {
 	case []byte:
 		rec.Key = k // redpanda input: nil is a null key
 		keyBytes = true
@@ -91,10 +92,10 @@ func recordOf(msg *service.Message) (topic string, partition int32, rec segment.
 		}
 	case nil:
 	default:
-		return "", 0, rec, fmt.Errorf("metadata %s is a %T, want bytes or a string", metaKey, k)
+		return "", 0, rec, fmt.Errorf("metadata %s is a %T, want bytes or a string", MetaKey, k)
 	}
 
-	if tomb, _ := msg.MetaGetMut(metaTombstone); tomb != true {
+	if tomb, _ := msg.MetaGetMut(MetaTombstone); tomb != true {
 		v, err := msg.AsBytes()
 		if err != nil {
 			return "", 0, rec, fmt.Errorf("reading the message value: %w", err)

@@ -27,9 +27,12 @@ const (
 	fieldFTPConnTimeout = "connect_timeout"
 	fieldFTPTimeout     = "timeout"
 	fieldFTPMaxConns    = "max_connections"
-	fieldFTPEPSV        = "epsv"
-	fieldFTPSpool       = "spool"
-	fieldFTPSpoolLimit  = "spool_limit"
+
+	// defaultFTPMaxConns is max_connections of the output and the input.
+	defaultFTPMaxConns = 4
+	fieldFTPEPSV       = "epsv"
+	fieldFTPSpool      = "spool"
+	fieldFTPSpoolLimit = "spool_limit"
 )
 
 // errNoHostname is what lint and the output say of an FTP destination
@@ -75,7 +78,7 @@ func ftpSpec() *service.ConfigField {
 			Advanced(),
 		service.NewIntField(fieldFTPMaxConns).
 			Description("Uploads at once, one connection each (FTP allows one transfer per connection).").
-			Default(4).
+			Default(defaultFTPMaxConns).
 			Advanced(),
 		service.NewBoolField(fieldFTPEPSV).
 			Description("Use EPSV for passive data connections, falling back to PASV. Set false for servers or firewalls that mishandle EPSV. Transfers are always passive.").

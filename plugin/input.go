@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-backup/kafka-backup/offsets"
+	"github.com/kafka-backup/kafka-backup/output"
 	"github.com/kafka-backup/kafka-backup/segment"
 	"github.com/kafka-backup/kafka-backup/tree"
 	"github.com/kafka-backup/kafka-backup/units"
@@ -25,18 +26,6 @@ import (
 const (
 	fieldInTopics      = "topics"
 	fieldInSkipCorrupt = "skip_corrupt"
-)
-
-// Metadata keys the input sets, as the redpanda input sets them.
-const (
-	inMetaKey       = "kafka_key"
-	inMetaTopic     = "kafka_topic"
-	inMetaPartition = "kafka_partition"
-	inMetaOffset    = "kafka_offset"
-	inMetaTsMs      = "kafka_timestamp_ms"
-	inMetaTsUnix    = "kafka_timestamp_unix"
-	inMetaTombstone = "kafka_tombstone_message"
-	inMetaHeaders   = "__rpcn_kafka_headers"
 )
 
 // InputSpec is the configuration spec of the kafka_backup input.
@@ -125,7 +114,7 @@ FTP connection lost) is retried, opening the file again at the batch that failed
 				Advanced(),
 			service.NewIntField(fieldFTPMaxConns).
 				Description("FTP connections at most (listings and the file being read).").
-				Default(2).
+				Default(defaultFTPMaxConns).
 				Advanced(),
 			service.NewBoolField(fieldFTPEPSV).
 				Description("Use EPSV for passive data connections, else PASV.").
@@ -212,6 +201,8 @@ type backupInput struct {
 	cur    *inPartState  // the partition being read
 	totals struct{ partitions, records, duplicates, skippedFiles int64 }
 }
+
+var _ service.BatchInput = (*backupInput)(nil)
 
 type inPartition struct {
 	topic     string
@@ -413,14 +404,14 @@ func recordMessage(topic string, partition int32, r *segment.Record) *service.Me
 				msg.MetaSetMut(h.Key, string(h.Value))
 			}
 		}
-		msg.MetaSetMut(inMetaHeaders, hs)
+		msg.MetaSetMut(output.MetaHeaders, hs)
 	}
-	msg.MetaSetMut(inMetaKey, r.Key)
-	msg.MetaSetMut(inMetaTopic, topic)
-	msg.MetaSetMut(inMetaPartition, int(partition))
-	msg.MetaSetMut(inMetaOffset, int(r.Offset))
-	msg.MetaSetMut(inMetaTsUnix, time.UnixMilli(r.Timestamp).Unix())
-	msg.MetaSetMut(inMetaTsMs, r.Timestamp)
-	msg.MetaSetMut(inMetaTombstone, r.Value == nil)
+	msg.MetaSetMut(output.MetaKey, r.Key)
+	msg.MetaSetMut(output.MetaTopic, topic)
+	msg.MetaSetMut(output.MetaPartition, int(partition))
+	msg.MetaSetMut(output.MetaOffset, int(r.Offset))
+	msg.MetaSetMut(output.MetaTsUnix, time.UnixMilli(r.Timestamp).Unix())
+	msg.MetaSetMut(output.MetaTimestamp, r.Timestamp)
+	msg.MetaSetMut(output.MetaTombstone, r.Value == nil)
 	return msg
 }

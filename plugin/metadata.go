@@ -213,6 +213,8 @@ type metadataOutput struct {
 	snap *metadata.Snapshotter
 }
 
+var _ service.BatchOutput = (*metadataOutput)(nil)
+
 // Connect connects the output, then starts the snapshots.
 func (m *metadataOutput) Connect(ctx context.Context) error {
 	if err := m.out.Connect(ctx); err != nil {

@@ -134,7 +134,7 @@ Files decode with any Kafka RecordBatch reader; docs/FORMAT.md in the kafka-back
   this.type() == "number" => if this < 0 { ["offset_from: offset %v is negative: give the lowest offset to back up".format(this)] },
 }`).
 				Example(map[string]any{"test": 101, "test:0": 50}),
-			service.NewIntField(fieldMaxInFlight).
+			service.NewOutputMaxInFlightField().
 				Description("Batches taken from the input at once. Each partition's records are written in offset order, those of concurrent batches together with one write and one fsync (group commit), those of different partitions in parallel. The `kafka_franz` input hands over each message as a batch of its own unless its `batching` is set: a high value lets a write take many of them; records wait for lower offsets still on their way at most 100ms. `1` writes each batch alone, in the order the input delivers them.").
 				Default(defaultMaxInFlight).
 				Advanced(),
@@ -298,7 +298,7 @@ func rollingConfig(conf *service.ParsedConfig) (cfg rolling.Config, maxInFlight 
 	if cfg.OffsetFrom, err = offsetFrom(from); err != nil {
 		return cfg, 0, fieldErr(fieldOffsetFrom, err)
 	}
-	if maxInFlight, err = conf.FieldInt(fieldMaxInFlight); err != nil {
+	if maxInFlight, err = conf.FieldMaxInFlight(); err != nil {
 		return cfg, 0, err
 	}
 	if maxInFlight < 1 {

@@ -89,6 +89,13 @@ type Destination struct {
 	cancel  context.CancelFunc
 }
 
+// Destination is a rolling.Destination that holds files back while they
+// upload (output.Destination's Ready and Pending).
+var (
+	_ rolling.Destination  = (*Destination)(nil)
+	_ rolling.RecordSource = (*Destination)(nil)
+)
+
 type job struct {
 	local     string // file in the spool, under its final name
 	remote    string // remote partition folder

@@ -24,6 +24,9 @@ type Destination struct {
 	root string
 }
 
+// Destination is a rolling.Destination.
+var _ rolling.Destination = (*Destination)(nil)
+
 // New returns a Destination for the tree below root.
 func New(root string) *Destination { return &Destination{root: root} }
 
