@@ -227,12 +227,10 @@ func CommitOffsets(ctx context.Context, cfg OffsetsConfig) (*Summary, error) {
 		return nil, err
 	}
 	if len(cfg.Brokers) > 0 {
-		cl, err := kgo.NewClient(r.clientOpts()...)
-		if err != nil {
-			return nil, fmt.Errorf("target cluster: %w", err)
+		if err := r.connect(); err != nil {
+			return nil, err
 		}
-		defer cl.Close()
-		r.cl = cl
+		defer r.cl.Close()
 		if err := r.checkGroups(ctx, plan, sum); err != nil {
 			return nil, err
 		}

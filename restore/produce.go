@@ -182,3 +182,14 @@ func (r *run) watchStalls(ctx context.Context) (context.Context, func(), context
 	}()
 	return pctx, func() { once.Do(func() { close(done) }) }, cancel
 }
+
+// connect makes the client of the target cluster (r.cl); the caller closes
+// it.
+func (r *run) connect() error {
+	cl, err := kgo.NewClient(r.clientOpts()...)
+	if err != nil {
+		return fmt.Errorf("target cluster: %w", err)
+	}
+	r.cl = cl
+	return nil
+}

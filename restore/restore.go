@@ -173,12 +173,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 	var targetErr error
 	if len(cfg.Brokers) > 0 {
-		cl, err := kgo.NewClient(r.clientOpts()...)
-		if err != nil {
-			return nil, fmt.Errorf("target cluster: %w", err)
+		if err := r.connect(); err != nil {
+			return nil, err
 		}
-		defer cl.Close()
-		r.cl = cl
+		defer r.cl.Close()
 		if err := r.checkGroups(ctx, plan, sum); err != nil { // restore/groups.go
 			if !cfg.DryRun {
 				return nil, err // nothing was created or produced
