@@ -77,8 +77,9 @@ func (d *Destination) checkJournals() error {
 // checkJournal compares a partition's journal with what the server holds:
 // files the journal says this spool uploaded whose offsets the server does
 // not hold are reported, and the journal is rewritten with the files the
-// server confirms.
-func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []offsets.Range) {
+// server confirms. Files wholly below prunedBelow were deleted by a prune:
+// they are dropped from the journal without a word.
+func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held []offsets.Range, prunedBelow int64) {
 	p := filepath.Join(spoolDir, layout.JournalName)
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -96,6 +97,9 @@ func (d *Destination) checkJournal(spoolDir, topic string, partition int32, held
 	hs := offsets.SetOf(held)
 	for _, n := range names {
 		rs := journal[n]
+		if rs[len(rs)-1].Last < prunedBelow {
+			continue // pruned
+		}
 		ok := true
 		for _, r := range rs {
 			ok = ok && hs.Covers(r.First, r.Last)

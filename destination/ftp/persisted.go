@@ -41,7 +41,7 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 			out = append(out, span.Ranges...)
 		}
 	}
-	remote, err := d.remoteRanges(ctx, topic, partition)
+	remote, prunedBelow, err := d.remoteRanges(ctx, topic, partition)
 	var refusal *Refusal
 	switch {
 	case errors.As(err, &refusal):
@@ -51,19 +51,27 @@ func (d *Destination) Persisted(ctx context.Context, topic string, partition int
 		d.obs.Error(fmt.Errorf("reading which offsets of %s/%d the FTP server already has: %w; going on with the files in the spool only: records delivered again that the server holds are cut from their files before upload", topic, partition, err))
 		return out, nil
 	}
-	d.checkJournal(spoolDir, topic, partition, remote)
+	d.checkJournal(spoolDir, topic, partition, remote, prunedBelow)
 	return append(out, remote...), nil
 }
 
-func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]offsets.Range, error) {
+// remoteRanges returns the offsets the final files of a partition on the
+// server hold, and the offset below which a prune deleted its files (0 when
+// none did).
+func (d *Destination) remoteRanges(ctx context.Context, topic string, partition int32) ([]offsets.Range, int64, error) {
 	c, release, err := d.dialSide(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
+		return nil, 0, fmt.Errorf("connecting to %s: %w", d.cfg.Addr, d.dialRefusal(err))
 	}
 	defer release()
 	d.accepted(true, "")
-	held, _, err := d.remoteFiles(c, path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition))), "", true)
-	return held, err
+	dir := path.Join(d.cfg.Root, topic, strconv.Itoa(int(partition)))
+	held, _, err := d.remoteFiles(c, dir, "", true)
+	if err != nil {
+		return nil, 0, err
+	}
+	below, err := readPrunedBelow(c, dir)
+	return held, below, err
 }
 
 // remoteFiles returns the offsets the final files in a remote folder hold,
